@@ -1,0 +1,32 @@
+"""taskgroup: which tasks should train together, and how each group should train.
+
+The public API (see docs/api.md)::
+
+    import taskgroup as tg
+    Z = tg.lookahead_affinity(model, inputs, targets, losses, lr=0.1)      # [n, n] tensor
+    A = tg.measure_affinity("multidigits", steps=1500, every=10)           # AffinityMatrix
+"""
+
+from taskgroup import data
+from taskgroup.affinity import AffinityMatrix, AffinityTracker, lookahead_affinity
+from taskgroup.data import Benchmark
+from taskgroup.gradients import task_gradients
+from taskgroup.models import MultiTaskModel, shared_parameter_names
+from taskgroup.tasks import Task, TaskSet
+from taskgroup.training.cotrain import measure_affinity
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AffinityMatrix",
+    "AffinityTracker",
+    "Benchmark",
+    "MultiTaskModel",
+    "Task",
+    "TaskSet",
+    "data",
+    "lookahead_affinity",
+    "measure_affinity",
+    "shared_parameter_names",
+    "task_gradients",
+]

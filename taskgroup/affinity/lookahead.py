@@ -1,0 +1,310 @@
+"""Lookahead (TAG / IT-MTL) inter-task affinity from one forward graph and n functional forwards.
+
+At a training step with batch X, let u_i be the shared-parameter update that task i alone would
+make. Then
+
+    Z[i, j] = 1 − L_j(X; θ_s + u_i, θ_j) / L_j(X; θ_s, θ_j)
+
+Row i = source task, column j = target task; Z[i, j] > 0 means task i's step lowers task j's
+loss. The computation is a pure function of (parameters, buffers, batch): one forward gives every
+base loss, the per-task gradients of θ_s come from that one graph, and each lookahead is a
+``torch.func.functional_call`` on θ_s + u_i — no model copies, and the model's parameters,
+buffers (batch-norm running statistics), the optimizer's state and the caller's RNG stream are
+left exactly as they were. Every forward of one measurement replays the same random stream, so
+dropout masks are identical in the base and the lookahead forwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.func import functional_call, vmap
+
+from taskgroup.affinity.optimizer_step import optimizer_updates
+from taskgroup.gradients import flatten, task_gradients
+from taskgroup.models import SharedSpec, shared_parameter_names
+
+LOOKAHEADS = ("sgd", "optimizer", "first_order")
+Lookahead = Literal["sgd", "optimizer", "first_order"]
+LossFns = Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class LookaheadMeasurement:
+    """One measurement: ``affinity`` ``[n, n]`` (float64, row = source), the base losses ``[n]``
+    and the learning rate of the step (the lr of the first shared parameter group)."""
+
+    affinity: torch.Tensor
+    base_losses: torch.Tensor
+    lr: float
+
+
+def stack_task_losses(
+    outputs: Mapping[str, torch.Tensor],
+    targets: Mapping[str, torch.Tensor],
+    losses: LossFns,
+) -> torch.Tensor:
+    """``[n]`` losses ``losses[name](outputs[name], targets[name])`` in ``losses`` order."""
+    values = []
+    for name, loss_fn in losses.items():
+        if name not in outputs:
+            raise ValueError(
+                f"the model output has no prediction for task {name!r}; it returned "
+                f"{', '.join(map(repr, outputs))}"
+            )
+        value = loss_fn(outputs[name], targets[name])
+        if not isinstance(value, torch.Tensor) or value.ndim != 0:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(
+                f"loss of task {name!r} must be a mean-reduced scalar tensor, got {shape}"
+            )
+        values.append(value)
+    return torch.stack(values)
+
+
+def check_finite(values: torch.Tensor, names: Sequence[str], what: str) -> None:
+    """Raise ``ValueError`` naming the tasks whose entry of ``values`` (``[..., n]``) is NaN/inf."""
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        bad = [names[j] for j in range(len(names)) if not bool(finite[..., j].all())]
+        raise ValueError(f"{what} is not finite (NaN or inf) for task(s) {', '.join(bad)}")
+
+
+@contextmanager
+def repeatable_randomness(device: torch.device) -> Iterator[Callable[[], None]]:
+    """Fork the RNG; yield ``reset()`` that rewinds it to the fork point (same dropout masks in
+    every forward). The caller's stream is restored on exit."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        cpu_state = torch.get_rng_state()
+        cuda_state = torch.cuda.get_rng_state(device) if devices else None
+
+        def reset() -> None:
+            torch.set_rng_state(cpu_state)
+            if cuda_state is not None:
+                torch.cuda.set_rng_state(cuda_state, device)
+
+        yield reset
+
+
+def lookahead_losses(
+    model: nn.Module,
+    params: Mapping[str, torch.Tensor],
+    buffers: Mapping[str, torch.Tensor],
+    inputs,
+    targets: Mapping[str, torch.Tensor],
+    losses: LossFns,
+    shared_names: Sequence[str],
+    moved_shared: torch.Tensor,
+    *,
+    reset: Callable[[], None] = lambda: None,
+    vectorize: Literal["loop", "vmap"] = "loop",
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Every task's loss at each of ``m`` candidate values of the shared parameters.
+
+    Args:
+        params, buffers: the model state to evaluate at (only the shared entries are replaced).
+        shared_names: names of θ_s; ``moved_shared`` ``[m, P]`` holds m flat values of θ_s in
+            that order.
+        reset: called before each forward (rewinds the RNG in :func:`lookahead_affinity`).
+        vectorize: ``"loop"`` runs m functional forwards; ``"vmap"`` one vmapped forward over the
+            stacked values (``chunk_size`` rows at a time). ``vmap`` cannot update batch-norm
+            running statistics: use the loop for models that do.
+
+    Returns ``[m, n]``: row k = losses of all tasks (``losses`` order) at ``moved_shared[k]``.
+    Runs without autograd.
+    """
+    shapes = [params[n].shape for n in shared_names]
+    pieces = torch.split(moved_shared, [s.numel() for s in shapes], dim=1)
+    stacked = {
+        n: piece.view(len(moved_shared), *shape)
+        for n, piece, shape in zip(shared_names, pieces, shapes, strict=True)
+    }
+
+    def losses_at(shared_values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        outputs = functional_call(model, ({**params, **shared_values}, buffers), (inputs,))
+        return stack_task_losses(outputs, targets, losses)
+
+    with torch.no_grad():
+        if vectorize == "vmap":
+            reset()
+            return vmap(losses_at, randomness="same", chunk_size=chunk_size)(stacked)
+        if vectorize != "loop":
+            raise ValueError(f'vectorize must be "loop" or "vmap", got {vectorize!r}')
+        rows = []
+        for k in range(len(moved_shared)):
+            reset()
+            rows.append(losses_at({n: v[k] for n, v in stacked.items()}))
+        return torch.stack(rows)
+
+
+def _distributed(flag: bool | None) -> bool:
+    active = dist.is_available() and dist.is_initialized()
+    if flag and not active:
+        raise ValueError("distributed=True but torch.distributed is not initialised")
+    return active if flag is None else bool(flag)
+
+
+def _average_across_ranks(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach().clone()
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t / dist.get_world_size()
+
+
+def _resolve_lookahead(lookahead, optimizer, lr) -> tuple[str, float]:
+    if lookahead is None:
+        lookahead = "optimizer" if optimizer is not None else "sgd"
+    if lookahead not in LOOKAHEADS:
+        raise ValueError(f"lookahead must be one of {', '.join(LOOKAHEADS)}, got {lookahead!r}")
+    if lookahead == "optimizer" and optimizer is None:
+        raise ValueError('lookahead="optimizer" needs the optimizer= that trains the model')
+    if lr is None and optimizer is not None:
+        lr = float(optimizer.param_groups[0]["lr"])
+    if lr is None:
+        raise ValueError(f'lookahead="{lookahead}" needs lr= (or an optimizer= to read it from)')
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    return lookahead, float(lr)
+
+
+def measure_lookahead(
+    model: nn.Module,
+    inputs,
+    targets: Mapping[str, torch.Tensor],
+    losses: LossFns,
+    *,
+    shared: SharedSpec = None,
+    lr: float | None = None,
+    lookahead: Lookahead | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    distributed: bool | None = None,
+    vectorize: Literal["loop", "vmap"] = "loop",
+    batched_grads: bool = False,
+    chunk_size: int | None = None,
+) -> LookaheadMeasurement:
+    """:func:`lookahead_affinity` with the base losses and step size it used."""
+    lookahead, lr = _resolve_lookahead(lookahead, optimizer, lr)
+    names = list(losses)
+    if not names:
+        raise ValueError("losses is empty; pass {task_name: loss_fn} for at least one task")
+    missing = [n for n in names if n not in targets]
+    if missing:
+        raise ValueError(f"targets has no entry for task(s) {', '.join(map(repr, missing))}")
+    if any(len(targets[n]) == 0 for n in names):
+        raise ValueError("empty batch: the targets have no rows")
+    shared_names = shared_parameter_names(model, shared)
+    params = dict(model.named_parameters())
+    # cloned buffers absorb batch-norm running-stat updates; the model's own stay untouched
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    shared_params = [params[n] for n in shared_names]
+    across_ranks = _distributed(distributed)
+
+    with repeatable_randomness(shared_params[0].device) as reset:
+        reset()
+        outputs = functional_call(model, (params, buffers), (inputs,))
+        task_losses = stack_task_losses(outputs, targets, losses)
+        check_finite(task_losses, names, "the loss")
+        grads = task_gradients(
+            task_losses, shared_params, batched=batched_grads, chunk_size=chunk_size
+        )
+        base = task_losses.detach()
+        del outputs, task_losses
+        if across_ranks:
+            grads = _average_across_ranks(grads)
+            base = _average_across_ranks(base)
+        zero = [names[j] for j in range(len(names)) if float(base[j]) == 0.0]
+        if zero:
+            raise ValueError(
+                f"the loss of task(s) {', '.join(zero)} is exactly 0 on this batch, so the "
+                f"relative change that defines affinity is undefined"
+            )
+        base64 = base.double()
+        if lookahead == "first_order":
+            gram = grads.double() @ grads.double().T
+            return LookaheadMeasurement(lr * gram / base64[None, :], base, lr)
+        if lookahead == "sgd":
+            updates = -lr * grads
+        else:
+            updates = optimizer_updates(optimizer, shared_params, grads)
+        theta = flatten([p.detach() for p in shared_params])
+        after = lookahead_losses(
+            model,
+            params,
+            buffers,
+            inputs,
+            targets,
+            losses,
+            shared_names,
+            theta[None, :] + updates,
+            reset=reset,
+            vectorize=vectorize,
+            chunk_size=chunk_size,
+        )
+    if across_ranks:
+        after = _average_across_ranks(after)
+    check_finite(after, names, "a lookahead loss (the step is too large?)")
+    return LookaheadMeasurement(1.0 - after.double() / base64[None, :], base, lr)
+
+
+def lookahead_affinity(
+    model: nn.Module,
+    inputs,
+    targets: Mapping[str, torch.Tensor],
+    losses: LossFns,
+    *,
+    shared: SharedSpec = None,
+    lr: float | None = None,
+    lookahead: Lookahead | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    distributed: bool | None = None,
+    vectorize: Literal["loop", "vmap"] = "loop",
+    batched_grads: bool = False,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Lookahead inter-task affinity ``Z`` ``[n, n]`` on one batch (float64).
+
+    ``Z[i, j] = 1 − L_j(θ_s + u_i) / L_j(θ_s)``: row i = source task, column j = target task,
+    positive when task i's update lowers task j's loss; the diagonal is self-improvement.
+
+    Args:
+        model: maps ``inputs`` to ``{task_name: prediction}``.
+        inputs: the batch, passed to ``model`` as its only argument.
+        targets: ``{task_name: target}`` for every task in ``losses``.
+        losses: ``{task_name: loss_fn(prediction, target) -> scalar}``; order = row/col order.
+        shared: the shared parameters θ_s (a submodule, a list of names or a predicate; ``None``
+            for a :class:`~taskgroup.models.MultiTaskModel`'s trunk).
+        lr: step size of ``"sgd"`` and ``"first_order"`` (read from ``optimizer`` when omitted).
+        lookahead: ``"sgd"`` (u_i = −lr ∇L_i), ``"optimizer"`` (the step ``optimizer`` would take
+            from its current state on ∇L_i alone; SGD/Adam/AdamW) or ``"first_order"`` (the
+            Taylor estimate lr g_i·g_j / L_j from the Gramian, no lookahead forwards). Default:
+            ``"optimizer"`` when an optimizer is given, else ``"sgd"``.
+        optimizer: the live optimizer (read only).
+        distributed: average gradients and losses over the initialised process group so every
+            rank gets the matrix of the global batch; ``None`` = whenever one is initialised.
+        vectorize: lookahead forwards as a loop of functional calls or one ``vmap``.
+        batched_grads: per-task gradients in one vmapped backward instead of n retained ones.
+        chunk_size: bound on the rows of a batched backward or a vmapped forward.
+
+    Parameters, buffers, optimizer state and the caller's RNG stream are left unchanged.
+    """
+    return measure_lookahead(
+        model,
+        inputs,
+        targets,
+        losses,
+        shared=shared,
+        lr=lr,
+        lookahead=lookahead,
+        optimizer=optimizer,
+        distributed=distributed,
+        vectorize=vectorize,
+        batched_grads=batched_grads,
+        chunk_size=chunk_size,
+    ).affinity

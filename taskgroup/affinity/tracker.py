@@ -1,0 +1,93 @@
+"""AffinityTracker: measure lookahead affinity inside any training loop."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from taskgroup.affinity.lookahead import Lookahead, LossFns, measure_lookahead
+from taskgroup.affinity.matrix import AffinityMatrix
+from taskgroup.models import SharedSpec
+
+
+class AffinityTracker:
+    """A thin stateful shell around :func:`~taskgroup.lookahead_affinity` for users' own loops.
+
+    Call :meth:`step` once per training step with that step's batch, *before*
+    ``optimizer.step()``; every ``every``-th call (the first included) measures the lookahead
+    affinity on the batch. :meth:`result` returns the mean matrix with per-step traces::
+
+        tracker = tg.AffinityTracker(model, losses, optimizer=opt, every=10)
+        for x, y in loader:
+            tracker.step(x, y)
+            opt.zero_grad(); sum_of_losses(model(x), y).backward(); opt.step()
+        affinity = tracker.result()
+
+    Args:
+        model, losses, shared, lr, lookahead, optimizer: as in :func:`lookahead_affinity`.
+        every: measure every ``every`` steps (>= 1).
+        **lookahead_options: ``distributed``, ``vectorize``, ``batched_grads``, ``chunk_size``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        losses: LossFns,
+        *,
+        shared: SharedSpec = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        lr: float | None = None,
+        lookahead: Lookahead | None = None,
+        every: int = 1,
+        **lookahead_options: Any,
+    ):
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive integer, got {every!r}")
+        self.model, self.losses, self.every = model, dict(losses), every
+        self.options = dict(
+            shared=shared, optimizer=optimizer, lr=lr, lookahead=lookahead, **lookahead_options
+        )
+        self.steps_seen = 0
+        self._steps: list[int] = []
+        self._lrs: list[float] = []
+        self._matrices: list[np.ndarray] = []
+
+    def step(self, inputs, targets: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        """Count one training step; measure on this batch when it is due.
+
+        Returns the step's ``[n, n]`` affinity when measured, else ``None``.
+        """
+        step = self.steps_seen
+        self.steps_seen += 1
+        if step % self.every:
+            return None
+        measured = measure_lookahead(self.model, inputs, targets, self.losses, **self.options)
+        self._steps.append(step)
+        self._lrs.append(measured.lr)
+        self._matrices.append(measured.affinity.cpu().numpy())
+        return measured.affinity
+
+    @property
+    def measurements(self) -> int:
+        return len(self._matrices)
+
+    def result(self, **metadata: Any) -> AffinityMatrix:
+        """Mean of the measured matrices, with traces, steps, lrs and ``metadata``."""
+        if not self._matrices:
+            raise ValueError("no affinity measured yet: call step() at least once")
+        trace = np.stack(self._matrices)
+        lookahead = self.options["lookahead"] or (
+            "optimizer" if self.options["optimizer"] is not None else "sgd"
+        )
+        return AffinityMatrix(
+            trace.mean(axis=0),
+            list(self.losses),
+            trace=trace,
+            trace_steps=self._steps,
+            trace_lr=self._lrs,
+            **{"lookahead": lookahead, "every": self.every, **metadata},
+        )

@@ -1,0 +1,28 @@
+"""Benchmarks: one :class:`Benchmark` type and one registry of named benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from taskgroup.data import multidigits, planted
+from taskgroup.data.benchmark import Benchmark, Split, TrainingDefaults, make_optimizer
+
+_REGISTRY: dict[str, Callable[..., Benchmark]] = {
+    "multidigits": multidigits.load,
+    "planted": planted.load,
+}
+
+
+def names() -> list[str]:
+    """Registered benchmark names."""
+    return list(_REGISTRY)
+
+
+def get(name: str, **options) -> Benchmark:
+    """Build the benchmark ``name`` with its loader's keyword ``options`` (e.g. ``seed=0``)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown benchmark {name!r}; choose one of {', '.join(_REGISTRY)}")
+    return _REGISTRY[name](**options)
+
+
+__all__ = ["Benchmark", "Split", "TrainingDefaults", "get", "make_optimizer", "names"]

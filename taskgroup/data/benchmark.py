@@ -1,0 +1,130 @@
+"""The :class:`Benchmark` type: data splits, tasks, a model factory and training defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import nn
+
+from taskgroup.tasks import TaskSet
+
+Batch = tuple[torch.Tensor, dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Split:
+    """One data split: ``inputs`` ``[N, ...]`` and ``targets[name]`` ``[N, ...]`` per task."""
+
+    inputs: torch.Tensor
+    targets: Mapping[str, torch.Tensor]
+
+    def __post_init__(self) -> None:
+        n = len(self.inputs)
+        for name, t in self.targets.items():
+            if len(t) != n:
+                raise ValueError(f"target {name!r} has {len(t)} rows, inputs have {n}")
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def select(self, names: list[str]) -> Split:
+        return Split(self.inputs, {n: self.targets[n] for n in names})
+
+    def batches(self, batch_size: int, *, seed: int, shuffle: bool = True) -> Iterator[Batch]:
+        """Endless mini-batches, reshuffled every epoch from ``seed``; each has ``batch_size`` rows
+        (the last partial batch of an epoch is dropped unless the split is smaller than a batch)."""
+        if len(self) == 0:
+            raise ValueError("cannot draw batches from an empty split")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        generator = torch.Generator().manual_seed(seed)
+        n = len(self)
+        size = min(batch_size, n)
+        while True:
+            order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+            for start in range(0, n - size + 1, size):
+                idx = order[start : start + size]
+                yield self.inputs[idx], {k: v[idx] for k, v in self.targets.items()}
+
+    def full(self) -> Batch:
+        """The whole split as one batch."""
+        return self.inputs, dict(self.targets)
+
+
+@dataclass(frozen=True)
+class TrainingDefaults:
+    """How a benchmark is trained unless a recipe says otherwise."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    steps: int = 1000
+    every: int = 10
+
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+}
+
+
+def make_optimizer(
+    params, name: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+) -> torch.optim.Optimizer:
+    """An optimizer by name (``sgd`` with momentum, ``adam``, ``adamw``)."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    extra = {"momentum": momentum} if name == "sgd" else {}
+    return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, **extra)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Data, tasks and model family of one multi-task problem.
+
+    Args:
+        name: registry name.
+        tasks: all tasks, in canonical order.
+        train, val, test: data splits; targets hold every task of ``tasks``.
+        model_factory: ``model_factory(tasks) -> nn.Module`` returning a fresh multi-task model
+            with one output per task of ``tasks`` (parameters drawn from torch's global RNG).
+        defaults: training defaults (optimizer, lr, batch size, steps, affinity ``every``).
+        info: free-form description kept in manifests (sizes, seed, generation options).
+    """
+
+    name: str
+    tasks: TaskSet
+    train: Split
+    val: Split
+    test: Split
+    model_factory: Callable[[TaskSet], nn.Module]
+    defaults: TrainingDefaults = field(default_factory=TrainingDefaults)
+    info: Mapping[str, object] = field(default_factory=dict)
+
+    def select(self, names: list[str] | None) -> Benchmark:
+        """The same benchmark restricted to the tasks ``names`` (in that order)."""
+        if names is None:
+            return self
+        tasks = self.tasks.select(names)
+        return replace(
+            self,
+            tasks=tasks,
+            train=self.train.select(tasks.names),
+            val=self.val.select(tasks.names),
+            test=self.test.select(tasks.names),
+        )
+
+    def make_model(self, *, seed: int | None = None) -> nn.Module:
+        """A fresh model for this benchmark's tasks; ``seed`` fixes its initialisation without
+        touching the caller's RNG stream."""
+        if seed is None:
+            return self.model_factory(self.tasks)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.model_factory(self.tasks)

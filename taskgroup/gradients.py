@@ -1,0 +1,59 @@
+"""Per-task gradients of the shared parameters, all from one forward graph."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def flatten(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Concatenate ``tensors`` into one vector ``[P]`` (the flat layout used throughout)."""
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def task_gradients(
+    task_losses: torch.Tensor,
+    params: Sequence[torch.Tensor],
+    *,
+    batched: bool = False,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Gradient of every task loss with respect to ``params``, one row per task.
+
+    Args:
+        task_losses: ``[n]`` scalar losses that share one autograd graph.
+        params: the parameters to differentiate (e.g. the shared parameters θ_s).
+        batched: ``True`` computes all rows in one vmapped backward
+            (``is_grads_batched``); ``False`` runs ``n`` backward passes over the retained graph.
+        chunk_size: with ``batched``, at most this many rows per backward (bounds memory).
+
+    Returns ``G``: ``[n, P]`` with ``P = sum(p.numel())`` in ``params`` order; a parameter that a
+    task does not reach gets zeros. The graph is kept (callers may backward through it again).
+    """
+    n = task_losses.shape[0]
+    if batched:
+        rows = []
+        eye = torch.eye(n, dtype=task_losses.dtype, device=task_losses.device)
+        step = chunk_size or n
+        for start in range(0, n, step):
+            grads = torch.autograd.grad(
+                task_losses,
+                params,
+                grad_outputs=eye[start : start + step],
+                is_grads_batched=True,
+                retain_graph=True,
+                allow_unused=True,
+                materialize_grads=True,
+            )
+            rows.append(torch.cat([g.reshape(g.shape[0], -1) for g in grads], dim=1))
+        return torch.cat(rows) if len(rows) > 1 else rows[0]
+    rows = [
+        flatten(
+            torch.autograd.grad(
+                task_losses[i], params, retain_graph=True, allow_unused=True, materialize_grads=True
+            )
+        )
+        for i in range(n)
+    ]
+    return torch.stack(rows)

@@ -1,0 +1,1 @@
+"""Training loops: the co-training run that measures affinity."""
