@@ -18,11 +18,16 @@ def names() -> list[str]:
     return list(_REGISTRY)
 
 
-def get(name: str, **options) -> Benchmark:
-    """Build the benchmark ``name`` with its loader's keyword ``options`` (e.g. ``seed=0``)."""
+def loader(name: str) -> Callable[..., Benchmark]:
+    """The loader function of benchmark ``name``."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown benchmark {name!r}; choose one of {', '.join(_REGISTRY)}")
-    return _REGISTRY[name](**options)
+    return _REGISTRY[name]
 
 
-__all__ = ["Benchmark", "Split", "TrainingDefaults", "get", "make_optimizer", "names"]
+def get(name: str, **options) -> Benchmark:
+    """Build the benchmark ``name`` with its loader's keyword ``options`` (e.g. ``seed=0``)."""
+    return loader(name)(**options)
+
+
+__all__ = ["Benchmark", "Split", "TrainingDefaults", "get", "loader", "make_optimizer", "names"]

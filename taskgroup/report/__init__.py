@@ -1,0 +1,1 @@
+"""Reports: terminal tables and matplotlib figures of affinity results."""
