@@ -13,7 +13,7 @@ def flatten(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def task_gradients(
-    task_losses: torch.Tensor,
+    task_losses: torch.Tensor | Sequence[torch.Tensor],
     params: Sequence[torch.Tensor],
     *,
     batched: bool = False,
@@ -22,7 +22,9 @@ def task_gradients(
     """Gradient of every task loss with respect to ``params``, one row per task.
 
     Args:
-        task_losses: ``[n]`` scalar losses that share one autograd graph.
+        task_losses: ``n`` scalar losses that share one autograd graph, as a sequence of
+            scalars (fastest: each backward pass only reaches its own task's head) or a stacked
+            ``[n]`` tensor (each row's backward then also runs through every head with zeros).
         params: the parameters to differentiate (e.g. the shared parameters θ_s).
         batched: ``True`` computes all rows in one vmapped backward
             (``is_grads_batched``); ``False`` runs ``n`` backward passes over the retained graph.
@@ -31,8 +33,10 @@ def task_gradients(
     Returns ``G``: ``[n, P]`` with ``P = sum(p.numel())`` in ``params`` order; a parameter that a
     task does not reach gets zeros. The graph is kept (callers may backward through it again).
     """
-    n = task_losses.shape[0]
+    n = len(task_losses)
     if batched:
+        if not isinstance(task_losses, torch.Tensor):
+            task_losses = torch.stack(list(task_losses))
         rows = []
         eye = torch.eye(n, dtype=task_losses.dtype, device=task_losses.device)
         step = chunk_size or n
@@ -48,12 +52,12 @@ def task_gradients(
             )
             rows.append(torch.cat([g.reshape(g.shape[0], -1) for g in grads], dim=1))
         return torch.cat(rows) if len(rows) > 1 else rows[0]
-    rows = [
-        flatten(
-            torch.autograd.grad(
-                task_losses[i], params, retain_graph=True, allow_unused=True, materialize_grads=True
-            )
+    out = torch.empty(
+        n, sum(p.numel() for p in params), dtype=params[0].dtype, device=params[0].device
+    )
+    for i in range(n):  # one [n, P] allocation: rows are written in place
+        grads = torch.autograd.grad(
+            task_losses[i], params, retain_graph=True, allow_unused=True, materialize_grads=True
         )
-        for i in range(n)
-    ]
-    return torch.stack(rows)
+        torch.cat([g.reshape(-1) for g in grads], out=out[i])
+    return out

@@ -26,12 +26,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.func import functional_call, vmap
 
-from taskgroup.affinity.optimizer_step import optimizer_updates
+from taskgroup.affinity.optimizer_step import stepped_parameters
 from taskgroup.gradients import flatten, task_gradients
 from taskgroup.models import SharedSpec, shared_parameter_names
 
 LOOKAHEADS = ("sgd", "optimizer", "first_order")
 Lookahead = Literal["sgd", "optimizer", "first_order"]
+VECTORIZE = ("auto", "loop", "vmap")
+Vectorize = Literal["auto", "loop", "vmap"]
 LossFns = Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
 
 
@@ -45,12 +47,12 @@ class LookaheadMeasurement:
     lr: float
 
 
-def stack_task_losses(
+def task_loss_list(
     outputs: Mapping[str, torch.Tensor],
     targets: Mapping[str, torch.Tensor],
     losses: LossFns,
-) -> torch.Tensor:
-    """``[n]`` losses ``losses[name](outputs[name], targets[name])`` in ``losses`` order."""
+) -> list[torch.Tensor]:
+    """Scalar losses ``losses[name](outputs[name], targets[name])`` in ``losses`` order."""
     values = []
     for name, loss_fn in losses.items():
         if name not in outputs:
@@ -65,7 +67,16 @@ def stack_task_losses(
                 f"loss of task {name!r} must be a mean-reduced scalar tensor, got {shape}"
             )
         values.append(value)
-    return torch.stack(values)
+    return values
+
+
+def stack_task_losses(
+    outputs: Mapping[str, torch.Tensor],
+    targets: Mapping[str, torch.Tensor],
+    losses: LossFns,
+) -> torch.Tensor:
+    """``[n]`` losses ``losses[name](outputs[name], targets[name])`` in ``losses`` order."""
+    return torch.stack(task_loss_list(outputs, targets, losses))
 
 
 def check_finite(values: torch.Tensor, names: Sequence[str], what: str) -> None:
@@ -95,33 +106,41 @@ def repeatable_randomness(device: torch.device) -> Iterator[Callable[[], None]]:
 
 def lookahead_losses(
     model: nn.Module,
-    params: Mapping[str, torch.Tensor],
-    buffers: Mapping[str, torch.Tensor],
     inputs,
     targets: Mapping[str, torch.Tensor],
     losses: LossFns,
     shared_names: Sequence[str],
     moved_shared: torch.Tensor,
     *,
+    buffers: Mapping[str, torch.Tensor] | None = None,
     reset: Callable[[], None] = lambda: None,
-    vectorize: Literal["loop", "vmap"] = "loop",
+    vectorize: Vectorize = "auto",
     chunk_size: int | None = None,
 ) -> torch.Tensor:
     """Every task's loss at each of ``m`` candidate values of the shared parameters.
 
     Args:
-        params, buffers: the model state to evaluate at (only the shared entries are replaced).
+        model: the multi-task model; its parameters other than ``shared_names`` are used as
+            they are.
         shared_names: names of θ_s; ``moved_shared`` ``[m, P]`` holds m flat values of θ_s in
-            that order.
+            that order (the layout of :func:`taskgroup.gradients.flatten`).
+        buffers: buffers to run with (default: clones of the model's, so batch-norm running
+            statistics of the model are never updated).
         reset: called before each forward (rewinds the RNG in :func:`lookahead_affinity`).
         vectorize: ``"loop"`` runs m functional forwards; ``"vmap"`` one vmapped forward over the
-            stacked values (``chunk_size`` rows at a time). ``vmap`` cannot update batch-norm
-            running statistics: use the loop for models that do.
+            stacked values (``chunk_size`` rows at a time), which cannot update batch-norm
+            running statistics; ``"auto"`` is ``"vmap"`` for models without buffers.
 
     Returns ``[m, n]``: row k = losses of all tasks (``losses`` order) at ``moved_shared[k]``.
     Runs without autograd.
     """
-    shapes = [params[n].shape for n in shared_names]
+    if vectorize not in VECTORIZE:
+        raise ValueError(f"vectorize must be one of {', '.join(VECTORIZE)}, got {vectorize!r}")
+    if buffers is None:
+        buffers = {n: b.clone() for n, b in model.named_buffers()}
+    if vectorize == "auto":
+        vectorize = "loop" if buffers else "vmap"
+    shapes = [model.get_parameter(n).shape for n in shared_names]
     pieces = torch.split(moved_shared, [s.numel() for s in shapes], dim=1)
     stacked = {
         n: piece.view(len(moved_shared), *shape)
@@ -129,15 +148,14 @@ def lookahead_losses(
     }
 
     def losses_at(shared_values: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        outputs = functional_call(model, ({**params, **shared_values}, buffers), (inputs,))
+        # only what moves is substituted: the other parameters are read from the module
+        outputs = functional_call(model, {**shared_values, **buffers}, (inputs,))
         return stack_task_losses(outputs, targets, losses)
 
     with torch.no_grad():
         if vectorize == "vmap":
             reset()
             return vmap(losses_at, randomness="same", chunk_size=chunk_size)(stacked)
-        if vectorize != "loop":
-            raise ValueError(f'vectorize must be "loop" or "vmap", got {vectorize!r}')
         rows = []
         for k in range(len(moved_shared)):
             reset()
@@ -185,7 +203,7 @@ def measure_lookahead(
     lookahead: Lookahead | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     distributed: bool | None = None,
-    vectorize: Literal["loop", "vmap"] = "loop",
+    vectorize: Vectorize = "auto",
     batched_grads: bool = False,
     chunk_size: int | None = None,
 ) -> LookaheadMeasurement:
@@ -200,21 +218,20 @@ def measure_lookahead(
     if any(len(targets[n]) == 0 for n in names):
         raise ValueError("empty batch: the targets have no rows")
     shared_names = shared_parameter_names(model, shared)
-    params = dict(model.named_parameters())
+    shared_params = [model.get_parameter(n) for n in shared_names]
     # cloned buffers absorb batch-norm running-stat updates; the model's own stay untouched
     buffers = {n: b.clone() for n, b in model.named_buffers()}
-    shared_params = [params[n] for n in shared_names]
     across_ranks = _distributed(distributed)
 
     with repeatable_randomness(shared_params[0].device) as reset:
         reset()
-        outputs = functional_call(model, (params, buffers), (inputs,))
-        task_losses = stack_task_losses(outputs, targets, losses)
-        check_finite(task_losses, names, "the loss")
+        outputs = functional_call(model, buffers, (inputs,))
+        task_losses = task_loss_list(outputs, targets, losses)
+        base = torch.stack([loss.detach() for loss in task_losses])
+        check_finite(base, names, "the loss")
         grads = task_gradients(
             task_losses, shared_params, batched=batched_grads, chunk_size=chunk_size
         )
-        base = task_losses.detach()
         del outputs, task_losses
         if across_ranks:
             grads = _average_across_ranks(grads)
@@ -229,20 +246,19 @@ def measure_lookahead(
         if lookahead == "first_order":
             gram = grads.double() @ grads.double().T
             return LookaheadMeasurement(lr * gram / base64[None, :], base, lr)
-        if lookahead == "sgd":
-            updates = -lr * grads
-        else:
-            updates = optimizer_updates(optimizer, shared_params, grads)
         theta = flatten([p.detach() for p in shared_params])
+        if lookahead == "sgd":
+            moved = grads.mul_(-lr).add_(theta)  # θ_s − lr g_i, in place: grads are not reused
+        else:
+            moved = stepped_parameters(optimizer, shared_params, grads)
         after = lookahead_losses(
             model,
-            params,
-            buffers,
             inputs,
             targets,
             losses,
             shared_names,
-            theta[None, :] + updates,
+            moved,
+            buffers=buffers,
             reset=reset,
             vectorize=vectorize,
             chunk_size=chunk_size,
@@ -264,7 +280,7 @@ def lookahead_affinity(
     lookahead: Lookahead | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     distributed: bool | None = None,
-    vectorize: Literal["loop", "vmap"] = "loop",
+    vectorize: Vectorize = "auto",
     batched_grads: bool = False,
     chunk_size: int | None = None,
 ) -> torch.Tensor:
@@ -288,7 +304,9 @@ def lookahead_affinity(
         optimizer: the live optimizer (read only).
         distributed: average gradients and losses over the initialised process group so every
             rank gets the matrix of the global batch; ``None`` = whenever one is initialised.
-        vectorize: lookahead forwards as a loop of functional calls or one ``vmap``.
+        vectorize: lookahead forwards as a loop of functional calls (``"loop"``), one ``vmap``
+            (``"vmap"``), or ``"auto"``: vmap unless the model has buffers (batch-norm running
+            statistics cannot be updated under vmap).
         batched_grads: per-task gradients in one vmapped backward instead of n retained ones.
         chunk_size: bound on the rows of a batched backward or a vmapped forward.
 

@@ -1,16 +1,21 @@
 """The step a live optimizer would take from its current state, for many gradients at once.
 
-``optimizer_updates(optimizer, params, G)`` returns, for every row g_i of ``G``, the parameter
-change ``u_i = θ' − θ`` that ``optimizer.step()`` would make if ``g_i`` were the gradient —
+``stepped_parameters(optimizer, params, G)`` returns, for every row g_i of ``G``, the parameters
+θ' = θ + u_i that ``optimizer.step()`` would produce if ``g_i`` were the gradient —
 including momentum, Adam's moment estimates and bias correction, weight decay (coupled or
-decoupled), AMSGrad and ``maximize`` — without touching the optimizer or the parameters. All rows
-are computed together on the flat parameter vector: hyper-parameters and state are laid out per
-element once, so there is no loop over parameters in the arithmetic.
+decoupled), AMSGrad and ``maximize`` — without touching the optimizer or the parameters.
+
+The flat parameter vector is cut into runs of consecutive parameters that share a param group and
+an optimizer-state signature (usually a single run); each run is updated for all n rows at once
+with scalar hyper-parameters and fused arithmetic (``lerp``, ``addcmul``, ``addcdiv``: five passes
+over ``[n, P]`` for Adam), with no loop over parameters and no per-element hyper-parameters.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from itertools import groupby
 
 import torch
 
@@ -19,14 +24,17 @@ from taskgroup.gradients import flatten
 SUPPORTED = (torch.optim.SGD, torch.optim.Adam)  # AdamW subclasses Adam
 
 
-def _per_element(values: Sequence[float], sizes: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``[P]`` vector holding ``values[k]`` for every element of parameter ``k``."""
-    return torch.repeat_interleave(
-        torch.tensor(values, dtype=like.dtype, device=like.device), sizes.to(like.device)
-    )
+def _signature(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> tuple:
+    """What makes a parameter's update differ: the state it has, and its step count."""
+    state = optimizer.state.get(param, {})
+    present = tuple(sorted(k for k, v in state.items() if isinstance(v, torch.Tensor)))
+    step = float(state["step"]) if "step" in state else 0.0
+    return present, step
 
 
-def _groups_of(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor]) -> list[dict]:
+def _runs(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor]):
+    """Yield ``(group, state_keys, step, params_of_run, start, stop)`` for maximal runs of
+    consecutive params with the same group and state signature; [start, stop) are flat columns."""
     group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
     missing = [i for i, p in enumerate(params) if id(p) not in group_of]
     if missing:
@@ -34,72 +42,94 @@ def _groups_of(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor])
             f"the optimizer does not update {len(missing)} of the shared parameters (e.g. shared "
             f"parameter #{missing[0]}); pass the optimizer that trains the model"
         )
-    return [group_of[id(p)] for p in params]
+    start = 0
+    keyed = ((id(group_of[id(p)]), _signature(optimizer, p), p) for p in params)
+    for (_, (keys, step)), run in groupby(keyed, key=lambda item: item[:2]):
+        run_params = [p for _, _, p in run]
+        stop = start + sum(p.numel() for p in run_params)
+        yield group_of[id(run_params[0])], keys, step, run_params, start, stop
+        start = stop
 
 
-def _state(optimizer, params, key: str) -> tuple[torch.Tensor, list[bool]]:
-    """Flat ``[P]`` state tensor ``key`` (zeros where absent) and which params had it."""
-    tensors, present = [], []
-    for p in params:
-        value = optimizer.state.get(p, {}).get(key)
-        present.append(value is not None)
-        tensors.append(value.detach() if value is not None else torch.zeros_like(p))
-    return flatten(tensors), present
+def _state(optimizer, params: Sequence[torch.Tensor], key: str) -> torch.Tensor:
+    return flatten([optimizer.state[p][key].detach() for p in params])
 
 
-def optimizer_updates(
+# Per-parameter vectors [P] enter [n, P] arithmetic expanded (``expand_as``): as the first
+# operand, a broadcast [P] makes torch.add/lerp several times slower than an expanded view.
+
+
+def _sgd(g, theta, group, keys, params, optimizer) -> torch.Tensor:
+    lr, momentum = float(group["lr"]), group["momentum"]
+    theta = theta.expand_as(g)
+    if group["weight_decay"]:
+        g = torch.add(g, theta, alpha=group["weight_decay"])
+    if momentum and "momentum_buffer" in keys:
+        buf = _state(optimizer, params, "momentum_buffer").mul(momentum).expand_as(g)
+        buf = torch.add(buf, g, alpha=1 - group["dampening"])
+    else:  # the first momentum step copies the gradient into the buffer
+        buf = g
+    if group["nesterov"]:
+        return torch.add(theta, torch.add(g, buf, alpha=momentum), alpha=-lr)
+    return torch.add(theta, buf, alpha=-lr)
+
+
+def _adam(g, theta, group, keys, step, params, optimizer) -> torch.Tensor:
+    beta1, beta2 = (float(b) for b in group["betas"])
+    lr, weight_decay = float(group["lr"]), group["weight_decay"]
+    decoupled = group.get("decoupled_weight_decay", isinstance(optimizer, torch.optim.AdamW))
+    start = theta
+    if weight_decay and decoupled:
+        start = theta.mul(1 - lr * weight_decay)
+    elif weight_decay:
+        g = torch.add(g, theta, alpha=weight_decay)
+    start = start.expand_as(g)
+    if "exp_avg" in keys:
+        m = torch.lerp(_state(optimizer, params, "exp_avg").expand_as(g), g, 1 - beta1)
+        v = torch.addcmul(
+            _state(optimizer, params, "exp_avg_sq").mul(beta2).expand_as(g),
+            g,
+            g,
+            value=1 - beta2,
+        )
+    else:
+        m = g.mul(1 - beta1)
+        v = torch.mul(g, g).mul_(1 - beta2)
+    if group["amsgrad"] and "max_exp_avg_sq" in keys:
+        torch.maximum(v, _state(optimizer, params, "max_exp_avg_sq"), out=v)
+    # m / (sqrt(v) / sqrt(bc2) + eps) == sqrt(bc2) · m / (sqrt(v) + eps · sqrt(bc2))
+    t = step + 1
+    root_bc2 = math.sqrt(1 - beta2**t)
+    denominator = v.sqrt_().add_(group["eps"] * root_bc2)
+    return torch.addcdiv(start, m, denominator, value=-lr * root_bc2 / (1 - beta1**t))
+
+
+def stepped_parameters(
     optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], grads: torch.Tensor
 ) -> torch.Tensor:
-    """Updates ``U: [n, P]`` the optimizer would apply to ``params`` for each gradient row.
+    """Parameters ``Θ: [n, P]`` after the step the optimizer would take on each gradient row.
 
     Args:
         optimizer: a ``torch.optim.SGD``, ``Adam`` or ``AdamW`` that trains ``params``.
         params: the parameters whose update is wanted (their flat layout defines ``P``).
-        grads: ``[n, P]`` candidate gradients, one per row.
+        grads: ``[n, P]`` candidate gradients, one per row (not modified).
 
-    Returns ``U`` with ``θ + U[i]`` equal to the parameters after ``optimizer.step()`` with
-    gradient ``grads[i]``. The optimizer and the parameters are not modified.
+    Returns ``Θ`` with ``Θ[i]`` equal to the flat parameters after ``optimizer.step()`` with
+    gradient ``grads[i]`` (to float rounding). The optimizer and the parameters are not modified.
     """
     if not isinstance(optimizer, SUPPORTED):
         raise ValueError(
             f'lookahead="optimizer" supports SGD, Adam and AdamW, not {type(optimizer).__name__}; '
             f'use lookahead="sgd" with lr= for other optimizers'
         )
-    groups = _groups_of(optimizer, params)
-    theta = flatten([p.detach() for p in params])
-    sizes = torch.tensor([p.numel() for p in params])
-
-    def hyper(key: str, default=0.0) -> torch.Tensor:
-        return _per_element([float(g.get(key, default)) for g in groups], sizes, theta)
-
-    sign = 1.0 - 2.0 * hyper("maximize")
-    g = grads * sign
-    lr = hyper("lr")
-    if isinstance(optimizer, torch.optim.SGD):
-        g = g + hyper("weight_decay") * theta
-        momentum = hyper("momentum")
-        buf, present = _state(optimizer, params, "momentum_buffer")
-        has_buf = _per_element(present, sizes, theta)
-        new_buf = has_buf * (momentum * buf + (1 - hyper("dampening")) * g) + (1 - has_buf) * g
-        nesterov = hyper("nesterov")
-        # momentum == 0 never creates a buffer, so new_buf == g and the step is plain SGD
-        return -lr * (nesterov * (g + momentum * new_buf) + (1 - nesterov) * new_buf)
-
-    # torch >= 2.6 records AdamW as Adam with decoupled_weight_decay=True
-    decoupled = hyper("decoupled_weight_decay", isinstance(optimizer, torch.optim.AdamW))
-    weight_decay = hyper("weight_decay")
-    g = g + (1 - decoupled) * weight_decay * theta
-    beta1 = _per_element([float(gr["betas"][0]) for gr in groups], sizes, theta)
-    beta2 = _per_element([float(gr["betas"][1]) for gr in groups], sizes, theta)
-    exp_avg, _ = _state(optimizer, params, "exp_avg")
-    exp_avg_sq, _ = _state(optimizer, params, "exp_avg_sq")
-    steps = [float(optimizer.state.get(p, {}).get("step", 0.0)) for p in params]
-    t = _per_element(steps, sizes, theta) + 1
-    m = beta1 * exp_avg + (1 - beta1) * g
-    v = beta2 * exp_avg_sq + (1 - beta2) * g * g
-    amsgrad = hyper("amsgrad")
-    if bool(amsgrad.any()):
-        v_max, _ = _state(optimizer, params, "max_exp_avg_sq")
-        v = amsgrad * torch.maximum(v_max, v) + (1 - amsgrad) * v
-    denom = v.sqrt() / (1 - beta2**t).sqrt() + hyper("eps")
-    return -(lr / (1 - beta1**t)) * m / denom - decoupled * lr * weight_decay * theta
+    pieces = []
+    for group, keys, step, run, start, stop in _runs(optimizer, params):
+        g = grads[:, start:stop]
+        if group["maximize"]:
+            g = -g
+        theta = flatten([p.detach() for p in run])
+        if isinstance(optimizer, torch.optim.SGD):
+            pieces.append(_sgd(g, theta, group, keys, run, optimizer))
+        else:
+            pieces.append(_adam(g, theta, group, keys, step, run, optimizer))
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
