@@ -23,8 +23,19 @@ app = typer.Typer(
 
 
 @app.callback()
-def _commands() -> None:
+def _commands(
+    threads: Annotated[
+        int | None,
+        typer.Option(help="torch intra-op threads (default: torch's choice; 1 is often fastest "
+                     "for small models or on a busy machine)"),
+    ] = None,
+) -> None:
     """Which tasks should train together? Measure inter-task affinity, group tasks, train."""
+    if threads is not None:
+        _positive("--threads", threads)
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _positive(name: str, value: int | None) -> None:

@@ -104,3 +104,9 @@ def test_console_script_has_no_traceback(tmp_path):
     bad = subprocess.run([*run, "--every", "0"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip() == "taskgroup: error: --every must be >= 1, got 0"
+
+
+def test_threads_option(tmp_path, capsys):
+    assert main(["--threads", "0", "affinity", *FAST, "--out", str(tmp_path / "a")]) == 2
+    assert capsys.readouterr().err.strip() == "taskgroup: error: --threads must be >= 1, got 0"
+    assert main(["--threads", "1", "affinity", *FAST, "--out", str(tmp_path / "b")]) == 0
