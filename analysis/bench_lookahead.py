@@ -51,6 +51,7 @@ from taskgroup.affinity.lookahead import lookahead_affinity
 from taskgroup.affinity.tracker import AffinityTracker
 from taskgroup.data import multidigits
 from taskgroup.data.benchmark import make_optimizer
+from taskgroup.grouping import select_groups
 from taskgroup.models import shared_parameter_names
 from taskgroup.training.cotrain import cotrain, measure_affinity
 
@@ -59,6 +60,7 @@ SIX_TASKS = list(multidigits.DEFAULT_TASKS)
 SHORT = ["LC", "LP", "RC", "R5", "SUM", "L>R"]  # abbreviations of SIX_TASKS in printed pairs
 VARIANTS = [(v, b) for v in ("auto", "loop", "vmap") for b in (False, True)]
 DEFAULT_VARIANT = ("auto", False)  # lookahead_affinity's defaults
+GROUP_BUDGETS = (2, 3)
 SGD_LR = 0.1
 ADAM_LR = 1e-3
 TOLERANCE = 1e-5
@@ -413,7 +415,8 @@ def top_pairs(z: np.ndarray, k: int, sign: int) -> list[tuple[int, int]]:
 def ranking_agreement(dense: np.ndarray, sparse: np.ndarray) -> dict:
     """How well ``sparse`` reproduces the ranking of ``dense`` (both ``[n, n]``, row = source):
     Spearman of the off-diagonal entries, overlap of the top-3 helping / hurting pairs, and how
-    many targets keep their best partner (argmax over sources i != j of Z[i, j])."""
+    many targets keep their best partner (argmax over sources i != j of Z[i, j]), and whether
+    the optimal groups (TAG objective, exact solver) at budgets 2 and 3 are the same."""
     n = len(dense)
     off = ~np.eye(n, dtype=bool)
 
@@ -430,6 +433,11 @@ def ranking_agreement(dense: np.ndarray, sparse: np.ndarray) -> dict:
         "top3_hurt_overlap": len(top(dense, 3, -1) & top(sparse, 3, -1)),
         "best_partner_same": int((best_dense == best_sparse).sum()),
         "best_partner_differs_for": [int(j) for j in np.flatnonzero(best_dense != best_sparse)],
+        "same_groups": {
+            budget: set(select_groups(dense, budget, method="exact").groups)
+            == set(select_groups(sparse, budget, method="exact").groups)
+            for budget in GROUP_BUDGETS
+        },
     }
 
 
@@ -478,6 +486,7 @@ def sparse_every(args) -> dict:
             f"{r['top3_help_overlap']}/3",
             f"{r['top3_hurt_overlap']}/3",
             f"{r['best_partner_same']}/6",
+            " ".join("same" if r["same_groups"][b] else "DIFFER" for b in GROUP_BUDGETS),
             ", ".join(tasks[j] for j in r["best_partner_differs_for"]) or "-",
         ]
         for r in results
@@ -492,6 +501,7 @@ def sparse_every(args) -> dict:
             f"{across['top3_help_overlap']}/3",
             f"{across['top3_hurt_overlap']}/3",
             f"{across['best_partner_same']}/6",
+            " ".join("same" if across["same_groups"][b] else "DIFFER" for b in GROUP_BUDGETS),
             ", ".join(tasks[j] for j in across["best_partner_differs_for"]) or "-",
         ]
     )
@@ -507,6 +517,7 @@ def sparse_every(args) -> dict:
             "top3 help",
             "top3 hurt",
             "best partner",
+            "groups B=2 B=3",
             "best partner differs for",
         ],
         rows,
