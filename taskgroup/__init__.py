@@ -7,10 +7,12 @@ The public API (see docs/api.md)::
     A = tg.measure_affinity("multidigits", steps=1500, every=10)           # AffinityMatrix
 """
 
-from taskgroup import data
+from taskgroup import aggregators, data, grouping
 from taskgroup.affinity import AffinityMatrix, AffinityTracker, lookahead_affinity
+from taskgroup.aggregators import MTLStep
 from taskgroup.data import Benchmark
 from taskgroup.gradients import task_gradients
+from taskgroup.grouping import Grouping, select_groups
 from taskgroup.models import MultiTaskModel, shared_parameter_names
 from taskgroup.tasks import Task, TaskSet
 from taskgroup.training.cotrain import measure_affinity
@@ -21,12 +23,17 @@ __all__ = [
     "AffinityMatrix",
     "AffinityTracker",
     "Benchmark",
+    "Grouping",
+    "MTLStep",
     "MultiTaskModel",
     "Task",
     "TaskSet",
+    "aggregators",
     "data",
+    "grouping",
     "lookahead_affinity",
     "measure_affinity",
+    "select_groups",
     "shared_parameter_names",
     "task_gradients",
 ]

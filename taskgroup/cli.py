@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from taskgroup.affinity.lookahead import LOOKAHEADS
@@ -111,18 +110,156 @@ def affinity(
     )
 
 
+@app.command()
+def group(
+    source: Annotated[
+        Path, typer.Argument(help="run directory (reads its affinity.json) or an affinity JSON")
+    ],
+    budget: Annotated[int, typer.Option(help="the most groups (networks to train)")],
+    method: Annotated[
+        str, typer.Option(help="auto, exact, milp, beam, greedy, spectral or community")
+    ] = "auto",
+    partition: Annotated[bool, typer.Option(help="only disjoint groups")] = False,
+    sweep: Annotated[
+        bool, typer.Option(help="solve every budget 1..n and draw the score-vs-budget curve")
+    ] = False,
+    singleton_score: Annotated[
+        float | None,
+        typer.Option(help="value of a task trained alone (default: a singleton serves no task)"),
+    ] = None,
+    time_limit: Annotated[
+        float | None, typer.Option(help="seconds per solve (default: the method's own)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="output directory (default: where the affinity is)")
+    ] = None,
+) -> None:
+    """Choose the groups of tasks to train together from an affinity matrix (TAG's selection).
+
+    Writes groups.json, groups_graph.png (and score_vs_budget.png with --sweep) and records the
+    stage in manifest.json.
+    """
+    from taskgroup.affinity.matrix import AffinityMatrix
+    from taskgroup.grouping import select_groups
+    from taskgroup.grouping import sweep as sweep_budgets
+    from taskgroup.manifest import MANIFEST, record_stage
+    from taskgroup.report import plots
+    from taskgroup.storage import read_json, write_atomic, write_json
+
+    if source.is_dir():
+        path, run_dir = source / "affinity.json", out or source
+    elif source.exists():
+        path, run_dir = source, out or source.parent
+    else:
+        raise ValueError(f"{source}: no such file or directory")
+    affinity_matrix = AffinityMatrix.load(path)
+    n = len(affinity_matrix.tasks)
+    if not 1 <= budget <= n:
+        raise ValueError(f"--budget must lie in 1..{n} (the number of tasks), got {budget}")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: not a directory")
+    manifest = run_dir / MANIFEST
+    if manifest.exists() and not isinstance(read_json(manifest), dict):
+        raise ValueError(f"{manifest}: not a taskgroup manifest (expected a JSON object)")
+    options = {
+        "method": method,
+        "partition": partition,
+        "singleton_score": singleton_score,
+        "time_limit": time_limit,
+    }
+    started = time.perf_counter()
+    if sweep:
+        curve = sweep_budgets(affinity_matrix, **options)
+        chosen = curve[budget - 1]
+    else:
+        curve = []
+        chosen = select_groups(affinity_matrix, budget, **options)
+    seconds = time.perf_counter() - started
+    figures = {"groups_graph.png": plots.grouping_graph(affinity_matrix, chosen)}
+    if sweep:
+        figures["score_vs_budget.png"] = plots.score_vs_budget(curve, chosen=budget)
+    record = chosen.to_dict() | {"affinity": str(path)}
+    if sweep:
+        record["sweep"] = [
+            {
+                "budget": g.budget,
+                "score": g.score,
+                "bound": g.bound,
+                "optimal": g.optimal,
+                "method": g.method,
+                "seconds": round(g.seconds, 6),
+                "groups": [list(members) for members in g.groups],
+            }
+            for g in curve
+        ]
+
+    write_json(run_dir / "groups.json", record)
+    for name, png in figures.items():
+        write_atomic(run_dir / name, png)
+    record_stage(
+        run_dir,
+        "group",
+        {
+            "affinity": str(path),
+            "budget": budget,
+            **options,
+            "sweep": sweep,
+            "method_used": chosen.method,
+            "score": chosen.score,
+            "bound": chosen.bound,
+            "optimal": chosen.optimal,
+            "seconds": round(seconds, 3),
+            "outputs": ["groups.json", *figures],
+        },
+    )
+    typer.echo(chosen.describe())
+    if sweep:
+        typer.echo("\nbudget  score       bound       optimal")
+        for g in curve:
+            bound = "-" if g.bound is None else f"{g.bound:.6g}"
+            typer.echo(f"{g.budget:>6}  {g.score:<10.6g}  {bound:<10}  {g.optimal}")
+    typer.echo(f"\n→ {run_dir}/groups.json, {', '.join(figures)}")
+
+
+@app.command("aggregators")
+def list_aggregators() -> None:
+    """List the gradient aggregators and loss weightings with their options."""
+    import textwrap
+
+    from taskgroup.aggregators import describe
+
+    records = describe()
+    width = max(len(r["name"]) for r in records)
+    indent = " " * (width + 4)
+    titles = {
+        "gradient": "Gradient aggregators (per-task gradients G [k, d] -> update direction):",
+        "loss": "Loss weightings (task losses [k] -> weighted objective, no per-task gradients):",
+    }
+    for kind, title in titles.items():
+        typer.echo(title)
+        for r in (r for r in records if r["kind"] == kind):
+            options = ", ".join(f"{k}={v!r}" for k, v in r["options"].items())
+            typer.echo(f"  {r['name']:<{width}}  {r['summary']}")
+            wrapped = textwrap.fill(
+                f"options: {options}", 100, initial_indent=indent, subsequent_indent=indent + "  "
+            )
+            typer.echo(wrapped)
+            typer.echo(f"{indent}{r['reference']}")
+        typer.echo("")
+    typer.echo('Use in Python: taskgroup.aggregators.get("nash_mtl", max_norm=1.0)')
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, turning user errors into one line on stderr and exit code 2."""
+    """Entry point: run the app, turning user errors into one line on stderr and exit code 2.
+
+    Usage errors (unknown options, missing arguments) are reported by click itself, with exit
+    code 2; errors in values, files and recipes are ``ValueError``/``OSError`` raised by the
+    commands before they write anything.
+    """
     try:
-        app(args=argv, prog_name="taskgroup", standalone_mode=False)
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.ClickException as e:
-        e.show()
-        return 2
-    except click.exceptions.Abort:
-        typer.echo("taskgroup: aborted", err=True)
-        return 130
+        app(args=argv, prog_name="taskgroup")
+    except SystemExit as e:  # click's standalone mode ends every run with SystemExit
+        return e.code if isinstance(e.code, int) else int(e.code is not None)
     except (ValueError, OSError) as e:
         typer.echo(f"taskgroup: error: {e}", err=True)
         return 2

@@ -110,3 +110,11 @@ def test_threads_option(tmp_path, capsys):
     assert main(["--threads", "0", "affinity", *FAST, "--out", str(tmp_path / "a")]) == 2
     assert capsys.readouterr().err.strip() == "taskgroup: error: --threads must be >= 1, got 0"
     assert main(["--threads", "1", "affinity", *FAST, "--out", str(tmp_path / "b")]) == 0
+
+
+def test_usage_errors_exit_2_without_traceback(capsys):
+    assert main(["affinity", "--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "No such option: --bogus" in err and "Traceback" not in err
+    assert main(["no-such-command"]) == 2
+    assert main(["--help"]) == 0

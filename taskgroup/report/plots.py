@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -11,6 +12,11 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from taskgroup.affinity.matrix import AffinityMatrix
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from taskgroup.grouping import Grouping
 
 
 def _png(fig: Figure) -> bytes:
@@ -86,4 +92,148 @@ def affinity_over_training(affinity: AffinityMatrix) -> bytes:
         bbox_to_anchor=(0.5, 1.02 + 0.02 * (n > 6)),
     )
     fig.tight_layout(rect=(0, 0, 1, 0.93 - 0.03 * (n > 6)))
+    return _png(fig)
+
+
+def grouping_graph(
+    affinity: AffinityMatrix, grouping: Grouping, max_edges: int | None = None
+) -> bytes:
+    """The affinity graph with the chosen groups outlined.
+
+    Nodes are tasks, placed by a networkx spring layout that pulls together tasks with positive
+    symmetrised affinity and members of one group. A directed edge i → j shows Z[i, j]: blue
+    helps, red hurts, width ∝ |Z|; beyond 10 tasks only the ``max_edges`` (default 3n)
+    strongest are drawn. Each group is a coloured outline; a task's label gives the affinity onto
+    it from the group that serves it."""
+    import networkx as nx
+    from matplotlib.patches import Polygon
+    from scipy.spatial import ConvexHull
+
+    from taskgroup.grouping.heuristics import similarity
+
+    tasks = list(affinity.tasks)
+    if list(grouping.tasks) != tasks:
+        raise ValueError("the grouping was made for other tasks than this affinity matrix")
+    n = len(tasks)
+    values = affinity.values
+    sym = similarity(values)
+    peak = float(np.abs(sym).max()) or 1.0
+    layout = nx.Graph()
+    layout.add_nodes_from(range(n))
+    for i in range(n):
+        for j in range(i + 1, n):
+            together = any(tasks[i] in g and tasks[j] in g for g in grouping.groups)
+            layout.add_edge(i, j, weight=0.05 + max(sym[i, j], 0.0) / peak + 1.0 * together)
+    pos = nx.spring_layout(layout, weight="weight", seed=0) if n > 1 else {0: np.zeros(2)}
+    xy = np.array([pos[i] for i in range(n)])
+
+    edges = [(i, j) for i in range(n) for j in range(n) if i != j]
+    limit = max_edges if max_edges is not None else (len(edges) if n <= 10 else 3 * n)
+    edges = sorted(edges, key=lambda e: -abs(values[e]))[:limit]
+    strongest = max((abs(values[e]) for e in edges), default=1.0) or 1.0
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(n))
+    graph.add_edges_from(edges)
+
+    fig = Figure(figsize=(2.5 + 0.35 * n, 2.0 + 0.35 * n))
+    ax = fig.add_subplot()
+    span = float(np.ptp(xy, axis=0).max()) if n > 1 else 1.0
+    for g, members in enumerate(grouping.groups):
+        radius = span * (0.07 + 0.025 * (g % 4))
+        angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        ring = np.stack([np.cos(angles), np.sin(angles)], axis=1) * radius
+        points = np.concatenate([xy[tasks.index(t)] + ring for t in members])
+        hull = points[ConvexHull(points).vertices]
+        colour = f"C{g % 10}"
+        ax.add_patch(Polygon(hull, closed=True, facecolor=colour, alpha=0.08, edgecolor="none"))
+        ax.add_patch(
+            Polygon(
+                hull,
+                closed=True,
+                fill=False,
+                edgecolor=colour,
+                lw=1.8,
+                label=f"group {g + 1}: {len(members)} tasks",
+            )
+        )
+    nx.draw_networkx_edges(
+        graph,
+        {i: xy[i] for i in range(n)},
+        ax=ax,
+        edgelist=edges,
+        edge_color=["#2166ac" if values[e] > 0 else "#b2182b" for e in edges],
+        width=[0.4 + 2.6 * abs(values[e]) / strongest for e in edges],
+        alpha=0.7,
+        arrows=True,
+        arrowsize=9,
+        connectionstyle="arc3,rad=0.12",
+        node_size=500,
+    )
+    nx.draw_networkx_nodes(
+        graph,
+        {i: xy[i] for i in range(n)},
+        ax=ax,
+        node_color="white",
+        edgecolors="black",
+        node_size=500,
+    )
+    nx.draw_networkx_labels(
+        graph,
+        {i: xy[i] for i in range(n)},
+        labels={i: f"{t}\n{grouping.values[t]:+.2g}" for i, t in enumerate(tasks)},
+        ax=ax,
+        font_size=7,
+    )
+    ax.plot([], [], color="#2166ac", label="i → j helps (Z > 0)")
+    ax.plot([], [], color="#b2182b", label="i → j hurts (Z < 0)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_axis_off()
+    ax.autoscale_view()
+    status = (
+        "optimal"
+        if grouping.optimal
+        else (f"gap ≤ {100 * grouping.gap:.1f}%" if grouping.gap is not None else "no bound")
+    )
+    ax.set_title(
+        f"{len(grouping.groups)} groups, budget {grouping.budget}: score {grouping.score:.3g}"
+        f" ({status}, {grouping.method})",
+        fontsize=9,
+    )
+    return _png(fig)
+
+
+def score_vs_budget(curve: Sequence[Grouping], chosen: int | None = None) -> bytes:
+    """The score of the best grouping found for each budget, its upper bound where it is not
+    proven optimal, and the chosen budget."""
+    budgets = [g.budget for g in curve]
+    scores = [g.score for g in curve]
+    fig = Figure(figsize=(5.2, 3.4))
+    ax = fig.add_subplot()
+    ax.plot(budgets, scores, color="C0", lw=1.5, label="score")
+    proven = [g.optimal for g in curve]
+    ax.scatter(
+        [b for b, p in zip(budgets, proven, strict=True) if p],
+        [s for s, p in zip(scores, proven, strict=True) if p],
+        color="C0",
+        zorder=3,
+        label="proven optimal",
+    )
+    ax.scatter(
+        [b for b, p in zip(budgets, proven, strict=True) if not p],
+        [s for s, p in zip(scores, proven, strict=True) if not p],
+        facecolor="white",
+        edgecolor="C0",
+        zorder=3,
+        label="best found",
+    )
+    if not all(proven):
+        bounds = [g.bound if g.bound is not None else np.nan for g in curve]
+        ax.plot(budgets, bounds, color="C3", ls="--", lw=1.0, label="upper bound")
+    if chosen is not None:
+        ax.axvline(chosen, color="grey", ls=":", lw=1.0, label=f"chosen budget {chosen}")
+    ax.set_xlabel("budget (number of networks)")
+    ax.set_ylabel("score: Σ over tasks of the affinity onto it")
+    ax.set_xticks(budgets)
+    ax.legend(fontsize=7)
+    ax.set_title(f"Score vs budget ({curve[0].method if curve else ''})", fontsize=9)
     return _png(fig)

@@ -1,0 +1,490 @@
+"""The two kinds of multi-task update rules: gradient aggregators and loss weightings.
+
+A **gradient aggregator** maps the matrix ``G: [k, d]`` of per-task gradients (row i = task i)
+to one update direction ``d: [d]``; where the method defines them it also returns task weights
+``w: [k]`` with ``d = Gᵀw``. Following torchjd, the methods that only look at the Gramian
+``K = GGᵀ`` (``[k, k]``) are :class:`GramianAggregator`\\ s: they split into "how to weight"
+(:meth:`GramianAggregator.weights_from_gramian`, a function of K alone, solved in float64) and
+"how to combine" (``Gᵀw`` in G's dtype), so their cost beyond the Gramian does not grow with d.
+
+A **loss weighting** acts on the ``[k]`` task losses, not on gradients: it returns the scalar to
+back-propagate (and the effective task weights), so it needs no per-task gradients.
+
+Both kinds fill ``.grad`` in a training step with ``backward(losses, shared_params)``, or are driven
+by :class:`~taskgroup.aggregators.step.MTLStep`. Each call of a stateful method is one training
+step: ``agg(G)``, ``agg.weights(G)`` and ``agg.aggregate(G)`` each advance its state once; use
+:meth:`Aggregator.aggregate` to get the direction and the weights of one step together.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from taskgroup.gradients import task_gradients
+
+Params = Sequence[torch.Tensor] | nn.Module
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """One step's result: ``direction`` ``[d]``, ``weights`` ``[k]`` with ``direction = Gᵀ
+    weights`` (``None`` where the method defines no weights) and method-specific ``info``
+    (e.g. Nash-MTL's solver ``residual``)."""
+
+    direction: torch.Tensor
+    weights: torch.Tensor | None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------
+# validation at the public boundary
+
+
+def check_option(name: str, value: float, *, low: float, strict: bool = False) -> float:
+    """``value`` as a float, or a ``ValueError`` naming the option when it is out of range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < low or (strict and value == low):
+        bound = f"> {low:g}" if strict else f">= {low:g}"
+        raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
+    return value
+
+
+def check_count(name: str, value: int, *, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def check_matrix(G: torch.Tensor, what: str = "G") -> None:
+    """Raise a clear error unless ``G`` is a finite floating-point matrix ``[k >= 1, d >= 1]``."""
+    if not isinstance(G, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor [k, d], got {type(G).__name__}")
+    if G.ndim != 2:
+        raise ValueError(
+            f"{what} must be a matrix [k, d] with one row per task, got shape {tuple(G.shape)}"
+        )
+    if G.shape[0] == 0 or G.shape[1] == 0:
+        raise ValueError(f"{what} must have at least one task and one column, got {tuple(G.shape)}")
+    if not G.is_floating_point():
+        raise ValueError(f"{what} must be a floating-point tensor, got {G.dtype}")
+    # a NaN or inf anywhere makes the sum non-finite (a finite sum that overflows is re-checked)
+    if not bool(torch.isfinite(G.sum())) and not bool(torch.isfinite(G).all()):
+        rows = torch.nonzero(~torch.isfinite(G).all(dim=1)).flatten().tolist()
+        raise ValueError(
+            f"{what} has non-finite entries (NaN or inf) in row(s) {', '.join(map(str, rows))} "
+            f"(row i = task i)"
+        )
+
+
+def check_losses(losses: torch.Tensor, what: str = "losses") -> None:
+    """Raise a clear error unless ``losses`` is a finite vector ``[k >= 1]``."""
+    if not isinstance(losses, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor [k], got {type(losses).__name__}")
+    if losses.ndim != 1 or losses.shape[0] == 0:
+        raise ValueError(
+            f"{what} must be a vector [k] with one loss per task, got shape {tuple(losses.shape)}"
+        )
+    if not bool(torch.isfinite(losses.detach()).all()):
+        bad = torch.nonzero(~torch.isfinite(losses.detach())).flatten().tolist()
+        raise ValueError(
+            f"{what} is not finite (NaN or inf) for task(s) {', '.join(map(str, bad))}"
+        )
+
+
+def _stacked(losses) -> tuple[torch.Tensor, torch.Tensor | list[torch.Tensor]]:
+    """``(stacked [k] losses, what to differentiate per task)`` from a tensor or scalars."""
+    if isinstance(losses, torch.Tensor):
+        check_losses(losses)
+        return losses, losses
+    items = list(losses)
+    if not items or not all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in items):
+        raise ValueError("losses must be a [k] tensor or a non-empty sequence of scalar tensors")
+    stacked = torch.stack(items)
+    check_losses(stacked)
+    return stacked, items
+
+
+def gramian(G: torch.Tensor) -> np.ndarray:
+    """``K = GGᵀ`` ``[k, k]`` as a symmetric float64 array (computed in G's dtype).
+
+    When G's dtype cannot hold the products (overflow, or a non-zero row whose squared norm
+    underflows to 0, e.g. float32 entries below 1e-23), K is recomputed from G / max|G| and scaled
+    back in float64; a Gramian that float64 cannot hold raises ``ValueError``.
+    """
+    G = G.detach()
+    K = (G @ G.T).to("cpu", torch.float64).numpy()
+    zero = np.diag(K) == 0
+    if not np.isfinite(K).all() or (zero.any() and (zero & G.any(dim=1).cpu().numpy()).any()):
+        scale = G.abs().max()
+        K = (G / scale) @ (G / scale).T
+        K = K.to("cpu", torch.float64).numpy() * float(scale) ** 2
+        if not np.isfinite(K).all():
+            raise ValueError("the gradients are too large for their Gramian GGᵀ (overflow)")
+    return (K + K.T) * 0.5
+
+
+def _parameters(params: Params | Iterable[torch.Tensor], what: str) -> list[torch.Tensor]:
+    out = list(params.parameters()) if isinstance(params, nn.Module) else list(params)
+    if not out:
+        raise ValueError(f"{what} is empty; pass the parameters (or a module) to update")
+    for p in out:
+        if not isinstance(p, torch.Tensor) or not p.requires_grad:
+            raise ValueError(f"{what} must hold tensors that require grad")
+    return out
+
+
+def _accumulate(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
+    """Add ``grads`` into ``p.grad`` the way ``Tensor.backward`` does."""
+    for p, g in zip(params, grads, strict=True):
+        g = g.detach().to(p.dtype).view_as(p)
+        p.grad = g.clone() if p.grad is None else p.grad + g
+
+
+def _unflatten(vector: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    return [
+        piece.view_as(p)
+        for piece, p in zip(torch.split(vector, [p.numel() for p in params]), params, strict=True)
+    ]
+
+
+def _leaf_tensors(output: torch.Tensor) -> list[torch.Tensor]:
+    """Every leaf tensor that requires grad and that ``output`` depends on (its autograd graph)."""
+    leaves: dict[int, torch.Tensor] = {}
+    seen: set[int] = set()
+    stack = [output.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        variable = getattr(node, "variable", None)
+        if variable is not None:
+            leaves[id(variable)] = variable
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return list(leaves.values())
+
+
+def _other_parameters(
+    losses: torch.Tensor, shared: Sequence[torch.Tensor], task_params
+) -> list[torch.Tensor]:
+    if task_params is not None:
+        return _parameters(task_params, "task_params") if task_params else []
+    shared_ids = {id(p) for p in shared}
+    return [t for t in _leaf_tensors(losses) if id(t) not in shared_ids]
+
+
+def _accumulate_heads(losses: torch.Tensor, others: Sequence[torch.Tensor]) -> None:
+    """Each task-specific parameter gets its own task's gradient: that of ``losses.sum()``."""
+    if others:
+        grads = torch.autograd.grad(
+            losses.sum(), others, retain_graph=True, allow_unused=True, materialize_grads=True
+        )
+        _accumulate(others, grads)
+
+
+def _clip(params: Sequence[torch.Tensor], max_norm: float) -> None:
+    if max_norm > 0:
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+def _bound(grads: Sequence[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
+    """``grads`` scaled down jointly to norm ``max_norm`` when longer (0 = unchanged)."""
+    if max_norm <= 0:
+        return list(grads)
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    scale = torch.clamp(max_norm / torch.clamp(norm, min=1e-300), max=1.0)
+    return [g * scale for g in grads]
+
+
+# ------------------------------------------------------------------------------------------
+# gradient aggregators
+
+
+class Aggregator(ABC):
+    """A gradient aggregator: per-task gradients ``G: [k, d]`` → one direction ``[d]``.
+
+    Args:
+        max_norm: when > 0, the direction (and the weights with it) is scaled down so that its
+            norm is at most ``max_norm`` (Nash-MTL's and FAMO's reference clipping; 0 = off).
+
+    ``agg(G)`` returns the direction, ``agg.weights(G)`` the task weights (where defined) and
+    ``agg.aggregate(G)`` both as an :class:`Aggregation`. Input is validated once: a clear
+    ``ValueError`` for a non-matrix, an empty one or non-finite entries.
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
+    kind: ClassVar[str] = "gradient"
+    has_weights: ClassVar[bool] = True
+
+    def __init__(self, *, max_norm: float = 0.0) -> None:
+        self.max_norm = check_option("max_norm", max_norm, low=0.0)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._options_repr()})"
+
+    def _options_repr(self) -> str:
+        return f"max_norm={self.max_norm}"
+
+    def aggregate(self, G: torch.Tensor, *, context: Any = None) -> Aggregation:
+        """The direction, weights and info of one step on ``G: [k, d]``."""
+        check_matrix(G)
+        return self._run(G, context, self.max_norm)
+
+    def __call__(self, G: torch.Tensor) -> torch.Tensor:
+        """The update direction ``[d]`` for ``G: [k, d]``."""
+        return self.aggregate(G).direction
+
+    def weights(self, G: torch.Tensor) -> torch.Tensor:
+        """The task weights ``[k]`` (``agg(G) = Gᵀ w``)."""
+        if not self.has_weights:
+            raise ValueError(
+                f"{self.name} defines no task weights; use {self.name}(G) for its direction"
+            )
+        result = self.aggregate(G)
+        if result.weights is None:
+            raise ValueError(f"{self.name} defined no task weights on this input")
+        return result.weights
+
+    def reset(self) -> None:  # noqa: B027  (stateless methods have nothing to forget)
+        """Forget any state carried between steps (warm starts, counters, random streams)."""
+
+    @abstractmethod
+    def _aggregate(self, G: torch.Tensor, context: Any) -> Aggregation:
+        """Direction, weights and info for a validated ``G`` (before ``max_norm``)."""
+
+    def _run(self, G: torch.Tensor, context: Any, max_norm: float) -> Aggregation:
+        """:meth:`_aggregate`, then the direction bounded to ``max_norm`` (0 = unbounded)."""
+        result = self._aggregate(G, context)
+        if max_norm <= 0:
+            return result
+        norm = torch.linalg.vector_norm(result.direction)
+        scale = torch.clamp(max_norm / torch.clamp(norm, min=1e-300), max=1.0)
+        weights = None if result.weights is None else result.weights * scale
+        return Aggregation(result.direction * scale, weights, result.info)
+
+    # -- the training step ---------------------------------------------------------------
+
+    def backward(
+        self,
+        losses: torch.Tensor | Sequence[torch.Tensor],
+        shared_params: Params,
+        *,
+        task_params: Params | None = None,
+        features: torch.Tensor | None = None,
+        batched: bool = True,
+        chunk_size: int | None = None,
+        context: Any = None,
+    ) -> Aggregation:
+        """Fill ``.grad`` for one training step, in place of ``losses.sum().backward()``.
+
+        Args:
+            losses: the k task losses sharing one autograd graph (row order = task order): a
+                ``[k]`` tensor or a sequence of scalars (faster: each task's backward pass then
+                only reaches its own head).
+            shared_params: the shared parameters θ_s (a module or a list of tensors); their
+                ``.grad`` receives the aggregated direction.
+            task_params: the task-specific parameters; each receives its own task's gradient
+                (the gradient of ``losses.sum()``). ``None`` finds them in the graph.
+            features: the shared representation z the task heads read (``on="features"``, the
+                MGDA-UB trick): G holds the per-task gradients of z (cheap: back-propagated
+                through the heads only), the direction is aggregated there and back-propagated
+                once through the trunk. ``max_norm`` then bounds the shared parameters' gradient.
+            batched: per-task gradients in one vmapped backward (``False``: k backward passes).
+            chunk_size: with ``batched``, at most this many tasks per backward (bounds memory).
+            context: extra input of methods that need more than G (``transference``).
+
+        Gradients accumulate into ``.grad`` like ``Tensor.backward``. Returns the step's
+        :class:`Aggregation` (the direction is in the space of ``features`` when given).
+        """
+        losses, per_task = _stacked(losses)
+        shared = _parameters(shared_params, "shared_params")
+        others = _other_parameters(losses, shared, task_params)
+        reused = self._reused_weights(losses.shape[0])
+        if reused is not None:
+            return self._backward_weighted(losses, shared, others, reused)
+        if features is None:
+            G = task_gradients(per_task, shared, batched=batched, chunk_size=chunk_size)
+            result = self.aggregate(G, context=context)
+            shared_grads = _unflatten(result.direction, shared)
+        else:
+            if not isinstance(features, torch.Tensor) or not features.requires_grad:
+                raise ValueError("features must be the representation tensor the losses read")
+            G = task_gradients(per_task, [features], batched=batched, chunk_size=chunk_size)
+            check_matrix(G)
+            result = self._run(G, context, 0.0)  # bounded below, in parameter space
+            shared_grads = torch.autograd.grad(
+                features,
+                shared,
+                grad_outputs=result.direction.view_as(features),
+                retain_graph=True,
+                allow_unused=True,
+                materialize_grads=True,
+            )
+            shared_grads = _bound(shared_grads, self.max_norm)
+        _accumulate_heads(losses, others)
+        _accumulate(shared, shared_grads)
+        return result
+
+    def _reused_weights(self, k: int) -> torch.Tensor | None:
+        """Weights this step reuses without looking at G (Nash-MTL's ``update_weights_every``);
+        ``None`` when the step needs G."""
+        return None
+
+    def _backward_weighted(self, losses, shared, others, weights) -> Aggregation:
+        weights = weights.to(losses.dtype)
+        grads = torch.autograd.grad(
+            (losses * weights).sum(),
+            shared,
+            retain_graph=True,
+            allow_unused=True,
+            materialize_grads=True,
+        )
+        norm = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
+        if self.max_norm > 0:
+            scale = torch.clamp(self.max_norm / torch.clamp(norm, min=1e-300), max=1.0)
+            grads = [g * scale for g in grads]
+            weights = weights * scale
+        _accumulate_heads(losses, others)
+        _accumulate(shared, grads)
+        direction = torch.cat([g.reshape(-1) for g in grads])
+        return Aggregation(direction, weights, {"status": "reused"})
+
+
+class GramianAggregator(Aggregator):
+    """An aggregator whose weights depend on G only through its Gramian ``K = GGᵀ``.
+
+    Subclasses implement :meth:`_weigh` (``K`` float64 ``[k, k]`` → weights ``[k]``, info); the
+    direction is ``Gᵀw``. :meth:`weights_from_gramian` exposes "how to weight" on its own.
+    """
+
+    def weights_from_gramian(self, K: torch.Tensor) -> torch.Tensor:
+        """Task weights ``[k]`` from a Gramian ``K: [k, k]`` (symmetric positive semi-definite);
+        one step of a stateful method."""
+        check_matrix(K, "K")
+        if K.shape[0] != K.shape[1]:
+            raise ValueError(f"K must be square [k, k], got {tuple(K.shape)}")
+        array = K.detach().to("cpu", torch.float64).numpy()
+        weights, _ = self._weigh((array + array.T) * 0.5)
+        return torch.as_tensor(weights, dtype=K.dtype, device=K.device)
+
+    @abstractmethod
+    def _weigh(self, K: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """Weights (float64 ``[k]``) and info from the float64 Gramian."""
+
+    def _aggregate(self, G: torch.Tensor, context: Any) -> Aggregation:
+        return self._run(G, context, 0.0)
+
+    def _run(self, G: torch.Tensor, context: Any, max_norm: float) -> Aggregation:
+        K = gramian(G)
+        weights, info = self._weigh(K)
+        if max_norm > 0:  # ‖Gᵀw‖² = wᵀKw: bound the direction before forming it
+            norm = float(np.sqrt(max(float(weights @ K @ weights), 0.0)))
+            if norm > max_norm:
+                weights = weights * (max_norm / norm)
+        if np.abs(weights).max() < torch.finfo(G.dtype).max / G.shape[0]:
+            w = torch.as_tensor(weights, dtype=G.dtype).to(G.device)
+            return Aggregation(w @ G, w, info)
+        # scale-free weights (Nash-MTL) of tiny gradients can exceed G's dtype: combine in float64
+        w = torch.as_tensor(weights, dtype=torch.float64).to(G.device)
+        return Aggregation((w @ G.double()).to(G.dtype), w, info)
+
+
+# ------------------------------------------------------------------------------------------
+# loss weightings
+
+
+class LossWeighting(ABC):
+    """A loss weighting: task losses ``[k]`` → the scalar objective to back-propagate.
+
+    ``weighting(losses)`` returns the objective of one step; ``weighting.weigh(losses)`` returns
+    it with the effective task weights ``w`` (``∇ objective = Σ w_i ∇L_i``). Learnable weightings
+    (``uw``) expose :meth:`parameters` for the optimizer.
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
+    kind: ClassVar[str] = "loss"
+    wants_losses_after: ClassVar[bool] = False
+
+    def __init__(self, *, max_norm: float = 0.0) -> None:
+        self.max_norm = check_option("max_norm", max_norm, low=0.0)
+        self._k: int | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_norm={self.max_norm})"
+
+    def prepare(self, k: int, *, device=None, dtype=None) -> None:
+        """Fix the number of tasks ``k`` (creates learnable parameters where there are any)."""
+        if self._k is not None and self._k != k:
+            raise ValueError(
+                f"{self.name} was set up for {self._k} tasks, got {k} losses; call reset() "
+                f"to start over with a different task set"
+            )
+        self._k = k
+
+    def parameters(self) -> list[torch.Tensor]:
+        """Learnable parameters of the weighting (to add to the optimizer); none by default."""
+        return []
+
+    def reset(self) -> None:
+        """Forget the state carried between steps."""
+        self._k = None
+
+    def weigh(self, losses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step: ``(objective, weights)`` for the ``[k]`` losses."""
+        check_losses(losses)
+        self.prepare(losses.shape[0], device=losses.device, dtype=losses.dtype)
+        return self._weigh(losses)
+
+    def __call__(self, losses: torch.Tensor) -> torch.Tensor:
+        if isinstance(losses, torch.Tensor) and losses.ndim == 2:
+            raise ValueError(
+                f"{self.name} is a loss weighting: call it on the [k] task losses, not on a "
+                f"[k, d] gradient matrix"
+            )
+        return self.weigh(losses)[0]
+
+    def weights(self, losses: torch.Tensor) -> torch.Tensor:
+        """The effective task weights ``[k]`` of one step (detached)."""
+        return self.weigh(losses)[1]
+
+    def observe(self, losses_after: torch.Tensor) -> None:  # noqa: B027  (most ignore it)
+        """Feedback after the optimizer step: the losses at the updated parameters (FAMO)."""
+
+    @abstractmethod
+    def _weigh(self, losses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(objective, detached weights)`` for validated losses."""
+
+    def backward(
+        self, losses: torch.Tensor, shared_params: Params | None = None, **_: Any
+    ) -> Aggregation:
+        """Back-propagate the weighted objective (fills ``.grad`` of every parameter the losses
+        depend on, and of the weighting's own parameters); with ``max_norm`` > 0 and
+        ``shared_params`` given, clip the shared parameters' gradient to that norm."""
+        objective, weights = self.weigh(losses)
+        objective.backward()
+        if shared_params is not None:
+            shared = _parameters(shared_params, "shared_params")
+            _clip(shared, self.max_norm)
+            direction = torch.cat(
+                [
+                    (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                    for p in shared
+                ]
+            )
+        else:
+            direction = torch.zeros(0)
+        return Aggregation(direction, weights, {"objective": float(objective.detach())})

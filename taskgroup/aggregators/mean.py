@@ -1,0 +1,29 @@
+"""``mean``: linear scalarisation with equal weights, the baseline every method is compared to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from taskgroup.aggregators.base import Aggregation, Aggregator, GramianAggregator
+
+
+class Mean(GramianAggregator):
+    """The average gradient ``d = (1/k) Σ_i g_i`` (weights ``1/k``): the gradient of the mean
+    task loss. It needs no Gramian; :meth:`weights_from_gramian` is uniform."""
+
+    name = "mean"
+    summary = "average of the task gradients (linear scalarisation, weights 1/k)"
+    reference = "equal-weight linear scalarisation"
+
+    def _weigh(self, K: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        return np.full(len(K), 1.0 / len(K)), {}
+
+    def _run(self, G: torch.Tensor, context: Any, max_norm: float) -> Aggregation:
+        return Aggregator._run(self, G, context, max_norm)  # no Gramian needed
+
+    def _aggregate(self, G: torch.Tensor, context: Any) -> Aggregation:
+        k = G.shape[0]
+        return Aggregation(G.mean(dim=0), torch.full((k,), 1.0 / k, dtype=G.dtype, device=G.device))

@@ -1,0 +1,404 @@
+"""Upper bounds on the optimal score: the LP relaxation of the served-set partition problem.
+
+With w(P) the value of served set P (see :mod:`taskgroup.grouping.objective`), the optimum is
+
+    max Σ_P w(P) z_P   s.t.  Σ_{P ∋ j} z_P = 1 for every task j,  Σ_P z_P ≤ B,  z ∈ {0, 1}.
+
+Its LP dual gives a price π_j per task and λ ≥ 0 for the budget; any (π, λ) with
+π(P) + λ ≥ w(P) for every P bounds every grouping: Σ_k w(P_k) ≤ Σ_j π_j + B λ. We solve the LP by
+column generation (HiGHS through ``scipy.optimize.linprog``), then make the bound valid whatever
+the LP returned by setting λ = max(0, max_P w(P) − π(P)) over every served set.
+
+Two ways to price: the full table of w over all 2^n sets (:func:`lp_bound_table`, exact, n ≤ 22),
+or without it (:func:`lp_bound_search`, any n) columns grown greedily, with the final prices made
+valid by the lower of two certificates: :func:`size_bound` (a relaxation that only knows group
+sizes) and :func:`price` (a best-first search for the most valuable set, within a time limit).
+Without the table the bound can be loose when the matrix has no group structure that fits the
+budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linprog
+
+
+@dataclass
+class LPBound:
+    """``value`` = Σ π + B λ (a valid upper bound); ``columns`` the served sets generated
+    (bitmasks, Python ints); ``lp_value`` the LP optimum over those columns."""
+
+    value: float
+    pi: np.ndarray
+    lam: float
+    columns: list[int]
+    lp_value: float
+    rounds: int
+    weights: dict[int, float] | None = None
+
+
+def subset_sums(x: np.ndarray) -> np.ndarray:
+    """``s[mask] = Σ_{j ∈ mask} x[j]`` for every mask of ``len(x)`` bits (bit j = task j)."""
+    s = np.zeros(1)
+    for v in x:
+        s = np.concatenate([s, s + v])
+    return s
+
+
+def mask_members(mask: int) -> list[int]:
+    return [j for j in range(mask.bit_length()) if mask >> j & 1]
+
+
+def master_lp(
+    columns: list[int], weights: np.ndarray, n: int, budget: int
+) -> tuple[float, np.ndarray, float, np.ndarray]:
+    """LP over ``columns``: (value, π [n], λ, z)."""
+    m = len(columns)
+    incidence = np.zeros((n, m))
+    for c, mask in enumerate(columns):
+        incidence[mask_members(mask), c] = 1.0
+    res = linprog(
+        -weights,
+        A_ub=np.ones((1, m)),
+        b_ub=[float(budget)],
+        A_eq=incidence,
+        b_eq=np.ones(n),
+        bounds=(0, None),
+        method="highs",
+    )
+    if res.status != 0:
+        raise RuntimeError(f"internal error: the master LP failed ({res.message})")
+    pi = -np.asarray(res.eqlin.marginals, dtype=np.float64)
+    lam = max(0.0, -float(res.ineqlin.marginals[0]))
+    return -float(res.fun), pi, lam, np.asarray(res.x)
+
+
+def lp_bound_table(
+    w: np.ndarray, n: int, budget: int, initial: Iterable[int] = (), max_rounds: int = 500
+) -> LPBound:
+    """The LP bound with exact pricing over the full table ``w`` (length 2^n, -inf where a set
+    cannot be served). O(rounds · 2^n)."""
+    finite = np.isfinite(w)
+    finite[0] = False
+    full = (1 << n) - 1
+    columns = list(dict.fromkeys([full, *[int(c) for c in initial if finite[int(c)]]]))
+    scale = max(1.0, float(np.abs(w[finite]).max()))
+    tol = 1e-9 * scale
+    per_round = max(2 * n, 8)
+    lp_value, pi, lam, rounds = -math.inf, np.zeros(n), 0.0, 0
+    for rounds in range(1, max_rounds + 1):  # noqa: B007 (rounds is reported)
+        lp_value, pi, lam, _ = master_lp(columns, w[columns], n, budget)
+        reduced = np.where(finite, w - subset_sums(pi), -np.inf)
+        k = min(per_round, len(reduced) - 1)
+        top = np.argpartition(-reduced, k)[:k]
+        top = top[reduced[top] > lam + tol]
+        new = [int(c) for c in top[np.argsort(-reduced[top])] if int(c) not in set(columns)]
+        if not new:
+            break
+        columns.extend(new)
+    reduced = np.where(finite, w - subset_sums(pi), -np.inf)
+    lam_valid = max(0.0, float(reduced.max()))
+    return LPBound(
+        value=float(pi.sum() + budget * lam_valid),
+        pi=pi,
+        lam=lam_valid,
+        columns=columns,
+        lp_value=lp_value,
+        rounds=rounds,
+    )
+
+
+@dataclass
+class Pricing:
+    """Result of :func:`price`: served sets found with w(P) − π(P) > ``floor`` (bitmasks, best
+    first), the best value seen, and ``upper`` ≥ max_P w(P) − π(P) (exact when ``complete``)."""
+
+    columns: list[int]
+    best: float
+    upper: float
+    complete: bool
+    nodes: int
+
+
+def price(
+    values: np.ndarray,
+    pi: np.ndarray,
+    *,
+    partition: bool,
+    singleton_score: float | None,
+    floor: float,
+    enough: int | None = None,
+    node_limit: int = 100_000,
+    time_limit: float | None = None,
+) -> Pricing:
+    """max over served sets P of w(P) − π(P) (at least ``floor``), by best-first branch and bound
+    over the group S around P.
+
+    w(P) − π(P) = max over S ⊇ P of Σ_{j ∈ P} (a(j, S) − π_j), so the value is the max over
+    groups S of f(S) = Σ_{j ∈ S} g(a(j, S) − π_j) with g(t) = max(t, 0) (a task of S with a
+    negative term is a helper, not served) or g(t) = t with ``partition=True`` (S = P). A node
+    fixes tasks F in S and leaves U undecided; for each group size k its bound is
+    Σ_{j ∈ F} g(u_j(k)) + (the k − |F| largest g(u_j(k)), j ∈ U), where u_j(k) is a(j, S) with the
+    sources of j outside F replaced by its best sources in U: O(n² log n) per node. It branches on
+    the undecided task of largest term. Stops after ``enough`` sets above ``floor`` (column
+    generation needs a few, not the best), ``node_limit`` nodes or ``time_limit`` seconds;
+    ``upper`` is then the largest bound of an unexplored node.
+    """
+    import heapq
+    import time
+
+    started = time.perf_counter()
+    n = len(values)
+    off = values - np.diag(np.diag(values))
+    tol = 1e-12 * max(1.0, float(np.abs(values).max()) * n)
+    sizes = np.arange(n + 1)
+
+    def g(t):
+        return t if partition else np.maximum(t, 0.0)
+
+    found: dict[int, float] = {}
+    best = floor
+    if singleton_score is not None:
+        alone = singleton_score - pi
+        for j in np.flatnonzero(alone > floor + tol):
+            found[1 << int(j)] = float(alone[j])
+        best = max(best, float(alone.max()))
+
+    def evaluate(fixed: np.ndarray) -> None:
+        nonlocal best
+        idx = np.flatnonzero(fixed)
+        terms = off[np.ix_(idx, idx)].sum(axis=0) / (len(idx) - 1) - pi[idx]
+        value = float(g(terms).sum())
+        if value > floor + tol and (partition or (terms > 0).any()):
+            served = idx if partition else idx[terms > 0]
+            found[sum(1 << int(j) for j in served)] = value
+        best = max(best, value)
+
+    def node_bound(fixed: np.ndarray, free: np.ndarray) -> tuple[float, int]:
+        """(max over k of the bound, the free task with the largest term at the best k)."""
+        f, u = int(fixed.sum()), int(free.sum())
+        k_lo, k_hi = max(f + 1, 2), f + u
+        if k_hi < k_lo:
+            return -math.inf, -1
+        from_fixed = off[fixed].sum(axis=0)
+        rows = np.flatnonzero(free)
+        cand = off[rows]
+        cand[np.arange(len(rows)), rows] = -np.inf  # j is not its own source
+        prefix = np.vstack([np.zeros(n), np.cumsum(-np.sort(-cand, axis=0), axis=0)])
+        ks = sizes[k_lo : k_hi + 1]
+        taken = np.clip(np.where(fixed[None, :], ks[:, None] - f, ks[:, None] - f - 1), 0, u)
+        with np.errstate(invalid="ignore"):
+            terms = g(
+                (from_fixed + np.take_along_axis(prefix, taken, axis=0)) / (ks[:, None] - 1) - pi
+            )
+        terms = np.where(np.isfinite(terms), terms, -np.inf)
+        fixed_part = np.where(fixed, terms, 0.0).sum(axis=1)
+        free_terms = np.where(free, terms, -np.inf)
+        ordered = np.hstack([np.zeros((len(ks), 1)), np.cumsum(-np.sort(-free_terms), axis=1)])
+        bounds = fixed_part + ordered[np.arange(len(ks)), ks - f]
+        bounds = np.where(np.isfinite(bounds), bounds, -np.inf)
+        k = int(np.argmax(bounds))
+        return float(bounds[k]), int(np.argmax(free_terms[k]))
+
+    root = (np.zeros(n, dtype=bool), np.ones(n, dtype=bool))
+    bound, choice = node_bound(*root)
+    heap = [(-bound, 0, choice, *root)]
+    nodes, pushed, upper_open = 0, 1, -math.inf
+    while heap:
+        if -heap[0][0] <= best + tol:
+            heap = []
+            break
+        if (
+            nodes >= node_limit
+            or (enough is not None and len(found) >= enough)
+            or (time_limit is not None and time.perf_counter() - started > time_limit)
+        ):
+            upper_open = -heap[0][0]
+            break
+        _, _, choice, fixed, free = heapq.heappop(heap)
+        nodes += 1
+        without = free.copy()
+        without[choice] = False
+        with_fixed = fixed.copy()
+        with_fixed[choice] = True
+        if with_fixed.sum() >= 2:
+            evaluate(with_fixed)
+        for child in ((with_fixed, without), (fixed, without)):
+            bound, choice = node_bound(*child)
+            if bound > best + tol and choice >= 0:
+                heapq.heappush(heap, (-bound, pushed, choice, *child))
+                pushed += 1
+    columns = sorted(found, key=lambda m: -found[m])
+    return Pricing(columns, best, max(best, upper_open), not heap, nodes)
+
+
+def size_bound(
+    values: np.ndarray, budget: int, *, partition: bool, singleton_score: float | None
+) -> float:
+    """A bound from group sizes alone (any n, one LP): in a group of k tasks, a(j, S) is at most
+    m_j(k), the mean of the k − 1 largest Z[i, j]. So f(S) ≤ the sum of the k largest
+    g(m_j(k) − π_j) for every S of size k, and the best (π, λ) under that relaxation solves
+
+        min Σ π + B λ  s.t.  k θ_k + Σ_j s_kj ≤ λ,  s_kj ≥ m_j(k) − π_j − θ_k,  s_kj ≥ 0
+                             (and s_kj ≥ −θ_k without ``partition``),  λ ≥ 0,
+
+    the LP form of "the k largest terms sum to at most λ". Loose when tasks' best sources differ
+    (each task gets its own best partners), tight when groups are clear-cut."""
+    from scipy import sparse
+
+    n = len(values)
+    off = values.copy()
+    np.fill_diagonal(off, -np.inf)
+    if n == 1:
+        return float(singleton_score)  # the only grouping
+    best_mean = np.cumsum(-np.sort(-off, axis=0)[: n - 1], axis=0) / np.arange(1, n)[:, None]
+    sizes = n - 1  # k = 2..n
+    # variables: π [n], λ, θ [sizes], s [sizes, n]
+    pi_, lam_, theta_, s_ = 0, n, n + 1, n + 1 + sizes
+    count = s_ + sizes * n
+    rows, cols, data, rhs = [], [], [], []
+    r = 0
+    for q in range(sizes):
+        k = q + 2
+        s_row = s_ + q * n + np.arange(n)
+        rows += [r] * (n + 2)
+        cols += [theta_ + q, lam_, *s_row]
+        data += [k, -1.0, *([1.0] * n)]
+        rhs.append(0.0)
+        r += 1
+        for j in range(n):
+            rows += [r, r, r]
+            cols += [pi_ + j, theta_ + q, s_row[j]]
+            data += [-1.0, -1.0, -1.0]
+            rhs.append(-best_mean[q, j])
+            r += 1
+            if not partition:
+                rows += [r, r]
+                cols += [theta_ + q, s_row[j]]
+                data += [-1.0, -1.0]
+                rhs.append(0.0)
+                r += 1
+    if singleton_score is not None:
+        for j in range(n):
+            rows += [r, r]
+            cols += [pi_ + j, lam_]
+            data += [-1.0, -1.0]
+            rhs.append(-singleton_score)
+            r += 1
+    cost = np.zeros(count)
+    cost[:n] = 1.0
+    cost[lam_] = budget
+    bounds = [(None, None)] * n + [(0, None)] + [(None, None)] * sizes + [(0, None)] * (sizes * n)
+    res = linprog(
+        cost,
+        A_ub=sparse.csr_array((data, (rows, cols)), shape=(r, count)),
+        b_ub=rhs,
+        bounds=bounds,
+        method="highs",
+    )
+    if res.status != 0:
+        raise RuntimeError(f"internal error: the size-bound LP failed ({res.message})")
+    # re-derive a valid bound from the returned π, so solver tolerances cannot undercut it
+    pi = res.x[:n]
+    lam = 0.0 if singleton_score is None else float(np.max(singleton_score - pi))
+    for q in range(sizes):
+        terms = best_mean[q] - pi
+        if not partition:
+            terms = np.maximum(terms, 0.0)
+        lam = max(lam, float(np.sort(terms)[-(q + 2) :].sum()))
+    return float(pi.sum() + budget * max(lam, 0.0))
+
+
+def lp_bound_search(
+    values: np.ndarray,
+    budget: int,
+    rows: Callable[[np.ndarray], np.ndarray],
+    initial: Iterable[int],
+    *,
+    partition: bool,
+    singleton_score: float | None,
+    time_limit: float = 5.0,
+) -> LPBound:
+    """The LP bound for any n without the 2^n table: column generation priced by growing sets
+    greedily (every task a seed, adding the task that raises w(P) − π(P) most), then made valid
+    with the best of :func:`size_bound` and Σ π + B·(an upper bound on the pricing problem from
+    :func:`price` within the remaining time). ``rows(member [m, n] bool) → w [m]``."""
+    import time
+
+    started = time.perf_counter()
+    n = len(values)
+    weights: dict[int, float] = {}
+
+    def add(masks: Iterable[int]) -> list[int]:
+        masks = [m for m in dict.fromkeys(masks) if m not in weights]
+        if masks:
+            member = np.zeros((len(masks), n), dtype=bool)
+            for r, m in enumerate(masks):
+                member[r, mask_members(m)] = True
+            for m, w in zip(masks, rows(member), strict=True):
+                weights[m] = float(w)
+        return [m for m in masks if math.isfinite(weights[m])]
+
+    columns = add([(1 << n) - 1, *initial])
+    tol = 1e-12 * max(1.0, float(np.abs(values).max()) * n)
+    lp_value, pi, lam, rounds = -math.inf, np.zeros(n), 0.0, 0
+    while rounds == 0 or time.perf_counter() - started < time_limit / 2:
+        rounds += 1
+        lp_value, pi, lam, _ = master_lp(
+            columns, np.array([weights[c] for c in columns]), n, budget
+        )
+        new = add(_grow(values, pi, lam + tol, rows, keep=2 * n))
+        if not new:
+            break
+        columns.extend(new)
+    left = max(0.1, time_limit - (time.perf_counter() - started))
+    pricing = price(
+        values,
+        pi,
+        partition=partition,
+        singleton_score=singleton_score,
+        floor=lam,
+        time_limit=left,
+    )
+    certified = float(pi.sum() + budget * max(0.0, lam, pricing.upper))
+    by_size = size_bound(values, budget, partition=partition, singleton_score=singleton_score)
+    return LPBound(
+        value=min(certified, by_size),
+        pi=pi,
+        lam=max(0.0, lam, pricing.upper),
+        columns=columns,
+        lp_value=lp_value,
+        rounds=rounds,
+        weights=weights,
+    )
+
+
+def _grow(
+    values: np.ndarray,
+    pi: np.ndarray,
+    floor: float,
+    rows: Callable[[np.ndarray], np.ndarray],
+    keep: int,
+) -> list[int]:
+    """Served sets with w(P) − π(P) > ``floor`` met while growing a set from every task, all
+    seeds at once; the ``keep`` best."""
+    n = len(values)
+    member = np.eye(n, dtype=bool)
+    found: dict[int, float] = {}
+    cells = np.arange(n * n)
+    for _ in range(n - 1):
+        grow = np.repeat(member, n, axis=0)
+        grow[cells, np.tile(np.arange(n), n)] = True
+        gains = (rows(grow) - grow @ pi).reshape(n, n)
+        gains[member] = -np.inf
+        add = np.argmax(gains, axis=1)
+        member = member.copy()
+        member[np.arange(n), add] = True
+        reduced = gains[np.arange(n), add]
+        for r in np.flatnonzero(reduced > floor):
+            found[sum(1 << int(j) for j in np.flatnonzero(member[r]))] = float(reduced[r])
+    return sorted(found, key=lambda m: -found[m])[:keep]

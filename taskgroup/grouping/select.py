@@ -1,0 +1,339 @@
+"""``select_groups`` and ``sweep``: one interface over every solver.
+
+========== ====================================================== ======== ====================
+method     what                                                   n        bound
+========== ====================================================== ======== ====================
+exact      exhaustive up to 20,000 partitions, else branch and    ≤ 22     proof (at the time
+           bound on LP prices                                              limit: B&B bound)
+milp       cvxpy set-partitioning model solved by HiGHS           any      proof up to 22 tasks
+                                                                           (at the time limit:
+                                                                           HiGHS's); LP beyond
+beam       agglomerative beam search (width 8) + local search     any      LP bound
+           + 30 kicks of iterated local search
+greedy     the same with width 1                                  any      LP bound
+spectral   spectral clustering (scikit-learn) + local search      any      LP bound
+community  greedy modularity (networkx) + local search            any      LP bound
+auto       exact up to 22 tasks (60 s limit, then its bound);     any      as chosen
+           beyond, the best of beam, spectral and community
+========== ====================================================== ======== ====================
+
+The LP bound is exact up to 20 tasks (pricing over all 2^n served sets); beyond, it is made valid
+by a size relaxation and a time-limited pricing search, and can be loose (see docs/grouping.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from taskgroup.grouping import exact, heuristics, milp
+from taskgroup.grouping.bounds import mask_members
+from taskgroup.grouping.objective import (
+    Grouping,
+    affinity_problem,
+    check_singleton_score,
+    make_grouping,
+    relative_gap,
+    served_set_value,
+)
+
+METHODS = ("auto", "exact", "milp", "beam", "greedy", "spectral", "community")
+HEURISTICS = ("beam", "greedy", "spectral", "community")
+AUTO_EXACT_TASKS = 22
+AUTO_TIME_LIMIT = 60.0
+MILP_TIME_LIMIT = 60.0
+BOUND_TIME_LIMIT = 3.0
+EXHAUSTIVE_PARTITIONS = 20_000
+
+
+class _Problem:
+    """One validated problem; caches what several budgets share (the table of w, the cvxpy
+    model, the heuristics' evaluator)."""
+
+    def __init__(
+        self,
+        values: np.ndarray,
+        tasks: list[str],
+        partition: bool,
+        singleton_score: float | None,
+        seed: int,
+    ):
+        self.values, self.tasks = values, tasks
+        self.n = len(tasks)
+        self.partition, self.singleton_score, self.seed = partition, singleton_score, seed
+        self.sets = heuristics.ServedSets(
+            values, partition=partition, singleton_score=singleton_score
+        )
+        self._table: np.ndarray | None = None
+        self.model_cache: dict = {}
+
+    @property
+    def table(self) -> np.ndarray:
+        if self._table is None:
+            self._table = exact.served_set_values(
+                self.values, partition=self.partition, singleton_score=self.singleton_score
+            )
+        return self._table
+
+    def groups(self, blocks: Iterable[int]) -> list[tuple[int, ...]]:
+        """The group around each served set: the set plus its best helpers."""
+        return [
+            served_set_value(
+                self.values,
+                mask_members(b),
+                partition=self.partition,
+                singleton_score=self.singleton_score,
+            )[1]
+            for b in blocks
+        ]
+
+    def is_optimal(self, value: float, bound: float | None) -> bool:
+        return bound is not None and relative_gap(bound, value) <= 1e-9
+
+
+def _check(budget, n: int, method: str, partition, time_limit, singleton_score) -> None:
+    if isinstance(budget, bool) or not isinstance(budget, int | np.integer):
+        raise ValueError(f"budget must be an integer number of groups, got {budget!r}")
+    if not 1 <= budget <= n:
+        raise ValueError(f"budget must lie in 1..{n} (the number of tasks), got {budget}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if not isinstance(partition, bool | np.bool_):
+        raise ValueError(f"partition must be True or False, got {partition!r}")
+    if time_limit is not None and (
+        isinstance(time_limit, bool)
+        or not isinstance(time_limit, int | float)
+        or not time_limit > 0
+    ):
+        raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
+    if n == 1 and singleton_score is None:
+        raise ValueError(
+            "a single task has no partner, and singleton_score=None lets no singleton serve a "
+            "task; pass singleton_score=0.0 to train it alone"
+        )
+
+
+def _solve(
+    problem: _Problem,
+    budget: int,
+    method: str,
+    time_limit: float | None,
+    warm: Sequence[int] | None = None,
+) -> Grouping:
+    started = time.perf_counter()
+    n, sets = problem.n, problem.sets
+    info: dict = {}
+    if method == "auto":
+        if n <= AUTO_EXACT_TASKS:
+            info["auto"] = "exact"
+            method = "exact"
+            time_limit = AUTO_TIME_LIMIT if time_limit is None else time_limit
+        else:
+            info["auto"] = "best of beam, spectral, community"
+            return _heuristic(
+                problem, budget, ("beam", "spectral", "community"), time_limit, warm, started, info
+            )
+    if method == "exact":
+        exact.check_size(n, "exact")
+        table = problem.table
+        if exact.count_partitions(n, budget) <= EXHAUSTIVE_PARTITIONS:
+            solution = exact.exhaustive(table, n, budget)
+        else:
+            incumbent = heuristics.beam(sets, budget, width=1)
+            if warm is not None and sets.total(warm) > sets.total(incumbent):
+                incumbent = list(warm)
+            solution = exact.branch_and_bound(
+                table, n, budget, incumbent=incumbent, time_limit=time_limit
+            )
+    elif method == "milp":
+        warm_blocks = list(warm or [])
+        if n > exact.MAX_TASKS:
+            warm_blocks += heuristics.beam(sets, budget, width=8, kicks=30)
+        solution = milp.solve(
+            problem.values,
+            budget,
+            partition=problem.partition,
+            singleton_score=problem.singleton_score,
+            time_limit=MILP_TIME_LIMIT if time_limit is None else time_limit,
+            table=problem.table if n <= exact.MAX_TASKS else None,
+            incumbent=warm_blocks,
+            bound_of=lambda b, columns: heuristics.upper_bound(
+                sets, b, columns, time_limit=BOUND_TIME_LIMIT
+            ),
+            model_cache=problem.model_cache,
+        )
+    else:
+        return _heuristic(problem, budget, (method,), time_limit, warm, started, info)
+    info |= solution.info
+    return make_grouping(
+        problem.values,
+        problem.tasks,
+        problem.groups(solution.blocks),
+        budget=budget,
+        partition=problem.partition,
+        singleton_score=problem.singleton_score,
+        method=method,
+        bound=solution.bound,
+        optimal=solution.optimal,
+        seconds=time.perf_counter() - started,
+        info=info,
+    )
+
+
+def _heuristic(
+    problem: _Problem,
+    budget: int,
+    methods: Sequence[str],
+    time_limit: float | None,
+    warm: Sequence[int] | None,
+    started: float,
+    info: dict,
+) -> Grouping:
+    sets = problem.sets
+    found: dict[str, list[int]] = {}
+    for name in methods:
+        if name == "beam":
+            found[name] = heuristics.beam(sets, budget, width=8, kicks=30)
+        elif name == "greedy":
+            found[name] = heuristics.beam(sets, budget, width=1)
+        elif name == "spectral":
+            found[name] = heuristics.spectral(sets, budget, seed=problem.seed)
+        else:
+            found[name] = heuristics.community(sets, budget)
+    scores = {name: sets.total(blocks) for name, blocks in found.items()}
+    winner = max(scores, key=lambda name: scores[name])
+    blocks = found[winner]
+    if warm is not None:
+        polished = heuristics.local_search(sets, list(warm), budget)
+        if sets.total(polished) > scores[winner]:
+            blocks = polished
+            info["warm_start"] = True
+    bound = heuristics.upper_bound(
+        sets,
+        budget,
+        [b for found_blocks in found.values() for b in found_blocks],
+        time_limit=BOUND_TIME_LIMIT if time_limit is None else time_limit,
+    )
+    value = sets.total(blocks)
+    info |= {
+        "scores": scores if len(scores) > 1 else None,
+        "lp_columns": len(bound.columns),
+        "lp_estimate": bound.lp_value,
+    }
+    return make_grouping(
+        problem.values,
+        problem.tasks,
+        problem.groups(blocks),
+        budget=budget,
+        partition=problem.partition,
+        singleton_score=problem.singleton_score,
+        method=winner,
+        bound=max(bound.value, value),
+        optimal=problem.is_optimal(value, bound.value),
+        seconds=time.perf_counter() - started,
+        info={k: v for k, v in info.items() if v is not None},
+    )
+
+
+def _blocks_of(grouping: Grouping) -> list[int]:
+    """The served sets of a grouping (bitmasks over its task order)."""
+    index = {t: j for j, t in enumerate(grouping.tasks)}
+    blocks: dict[int, int] = {}
+    for t, g in grouping.serves.items():
+        blocks[g] = blocks.get(g, 0) | (1 << index[t])
+    return list(blocks.values())
+
+
+def select_groups(
+    Z_or_A,
+    budget: int,
+    *,
+    tasks: Sequence[str] | None = None,
+    method: str = "auto",
+    partition: bool = False,
+    singleton_score: float | None = None,
+    time_limit: float | None = None,
+    seed: int = 0,
+) -> Grouping:
+    """Choose at most ``budget`` groups of tasks maximising TAG's network-selection score.
+
+    Args:
+        Z_or_A: an :class:`~taskgroup.AffinityMatrix` or a square array ``[n, n]`` (row i =
+            source task, column j = target task).
+        budget: the most groups (networks to train), 1 ≤ budget ≤ n.
+        tasks: names of the rows of an array (default ``"0"…"n-1"``), or a subset of an
+            AffinityMatrix's tasks to group.
+        method: ``"auto"``, ``"exact"``, ``"milp"``, ``"beam"``, ``"greedy"``, ``"spectral"``
+            or ``"community"`` (see :mod:`taskgroup.grouping.select`).
+        partition: only disjoint groups.
+        singleton_score: ``None`` (TAG: a task alone serves nothing) or the value of a task
+            trained alone (``0.0``: no transfer).
+        time_limit: seconds for ``exact``/``milp`` (defaults: none / 60 s; ``auto``: 60 s) or
+            for a heuristic's bound (default 3 s). When it stops a solver the result carries
+            ``optimal=False`` and a valid ``bound``.
+        seed: seed of spectral clustering.
+
+    Returns:
+        A :class:`~taskgroup.grouping.Grouping`. Raises ``ValueError`` on bad input before any
+        work.
+    """
+    values, names = affinity_problem(Z_or_A, tasks)
+    singleton_score = check_singleton_score(singleton_score)
+    _check(budget, len(names), method, partition, time_limit, singleton_score)
+    if method == "exact":
+        exact.check_size(len(names), "exact")
+    problem = _Problem(values, names, bool(partition), singleton_score, int(seed))
+    return _solve(problem, int(budget), method, time_limit)
+
+
+def sweep(
+    Z_or_A,
+    budgets: Iterable[int] | None = None,
+    *,
+    tasks: Sequence[str] | None = None,
+    method: str = "auto",
+    partition: bool = False,
+    singleton_score: float | None = None,
+    time_limit: float | None = None,
+    seed: int = 0,
+) -> list[Grouping]:
+    """:func:`select_groups` for every budget in ``budgets`` (default 1…n), in increasing order:
+    the score-vs-budget curve. The work that budgets share (the table of served-set values, the
+    compiled MILP) is done once, and each budget's search starts from the previous budget's
+    grouping (admissible for a larger budget), so the scores never decrease."""
+    values, names = affinity_problem(Z_or_A, tasks)
+    singleton_score = check_singleton_score(singleton_score)
+    n = len(names)
+    chosen = list(range(1, n + 1)) if budgets is None else sorted(set(budgets))
+    if not chosen:
+        raise ValueError("budgets is empty")
+    for b in chosen:
+        _check(b, n, method, partition, time_limit, singleton_score)
+    if method == "exact":
+        exact.check_size(n, "exact")
+    problem = _Problem(values, names, bool(partition), singleton_score, int(seed))
+    out: list[Grouping] = []
+    for b in chosen:
+        warm = _blocks_of(out[-1]) if out else None
+        grouping = _solve(problem, int(b), method, time_limit, warm)
+        if out and grouping.score < out[-1].score:
+            # a time-limited solver can end below the smaller budget's grouping, which is
+            # admissible here too
+            index = {t: j for j, t in enumerate(names)}
+            grouping = make_grouping(
+                values,
+                names,
+                [[index[t] for t in g] for g in out[-1].groups],
+                budget=int(b),
+                partition=problem.partition,
+                singleton_score=singleton_score,
+                method=grouping.method,
+                bound=grouping.bound,
+                optimal=False,
+                seconds=grouping.seconds,
+                info=grouping.info | {"kept_smaller_budget": True},
+            )
+        out.append(grouping)
+    return out

@@ -1,0 +1,99 @@
+"""``select_groups`` / ``sweep``: input validation at the boundary, AffinityMatrix input, the
+``auto`` choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import taskgroup as tg
+from tests.grouping.conftest import random_matrix
+
+Z = random_matrix(5, 0)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        ((np.zeros((3, 4)), 2), {}, "square"),
+        ((np.zeros(4), 2), {}, "square"),
+        ((np.zeros((0, 0)), 1), {}, "no tasks"),
+        ((np.array([[0.0, np.nan], [1.0, 0.0]]), 1), {}, "NaN or infinite"),
+        ((np.array([[0.0, np.inf], [1.0, 0.0]]), 1), {}, "NaN or infinite"),
+        (([["a", "b"], ["c", "d"]], 1), {}, "numeric"),
+        ((Z, 0), {}, r"budget must lie in 1\.\.5"),
+        ((Z, 6), {}, r"budget must lie in 1\.\.5"),
+        ((Z, 2.5), {}, "budget must be an integer"),
+        ((Z, True), {}, "budget must be an integer"),
+        ((Z, "2"), {}, "budget must be an integer"),
+        ((Z, 2), {"method": "annealing"}, "method must be one of auto, exact"),
+        ((Z, 2), {"tasks": ["a", "b"]}, "names 2 tasks but the matrix is 5×5"),
+        ((Z, 2), {"tasks": ["a", "b", "c", "d", "a"]}, "repeated: a"),
+        ((Z, 2), {"tasks": "abcde"}, "list of task names"),
+        ((Z, 2), {"singleton_score": "zero"}, "singleton_score must be None or a number"),
+        ((Z, 2), {"singleton_score": float("inf")}, "finite"),
+        ((Z, 2), {"partition": "yes"}, "partition must be True or False"),
+        ((Z, 2), {"time_limit": 0}, "time_limit must be a positive"),
+        ((np.ones((1, 1)), 1), {}, "single task has no partner"),
+        ((np.zeros((23, 23)), 2), {"method": "exact"}, "up to 22 tasks"),
+    ],
+)
+def test_bad_input_is_a_clear_value_error(args, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tg.select_groups(*args, **kwargs)
+
+
+def test_affinity_matrix_input_and_task_subsets():
+    names = ["a", "b", "c", "d", "e"]
+    a = tg.AffinityMatrix(Z, names)
+    g = tg.select_groups(a, 2)
+    assert g.tasks == names
+    same = tg.select_groups(Z, 2, tasks=names)
+    assert g.groups == same.groups and g.score == same.score
+    sub = tg.select_groups(a, 1, tasks=["e", "b", "c"])
+    assert sub.tasks == ["e", "b", "c"] and sub.groups == [("e", "b", "c")]
+    assert sub.score == pytest.approx(
+        tg.grouping.score(a.select(["e", "b", "c"]), [("e", "b", "c")])
+    )
+    with pytest.raises(ValueError, match=r"unknown task.*'z'"):
+        tg.select_groups(a, 1, tasks=["a", "z"])
+
+
+def test_single_task_alone_and_torch_input():
+    import torch
+
+    g = tg.select_groups(np.ones((1, 1)), 1, singleton_score=0.0)
+    assert g.groups == [("0",)] and g.score == 0.0 and g.optimal
+    t = tg.select_groups(torch.tensor(Z), 2)
+    assert t.score == pytest.approx(tg.select_groups(Z, 2).score)
+
+
+def test_auto_is_exact_when_affordable_and_heuristic_beyond():
+    small = tg.select_groups(Z, 2)
+    assert small.method == "exact" and small.optimal and small.info["auto"] == "exact"
+    large = tg.select_groups(random_matrix(23, 1, "planted"), 3, time_limit=0.5)
+    assert large.method in ("beam", "spectral", "community")
+    assert large.bound >= large.score and set(large.info["scores"]) == {
+        "beam",
+        "spectral",
+        "community",
+    }
+
+
+def test_sweep_budgets_and_errors():
+    curve = tg.grouping.sweep(Z, [3, 1, 3])
+    assert [g.budget for g in curve] == [1, 3]
+    with pytest.raises(ValueError, match="budgets is empty"):
+        tg.grouping.sweep(Z, [])
+    with pytest.raises(ValueError, match="budget must lie in"):
+        tg.grouping.sweep(Z, [1, 9])
+
+
+def test_with_singleton_zero_a_hurt_task_trains_alone():
+    # task 2 is hurt by everyone and hurts everyone: alone it scores 0 instead of negative
+    values = np.array([[0, 1.0, -1.0], [1.0, 0, -1.0], [-1.0, -1.0, 0]])
+    tag = tg.select_groups(values, 2)
+    alone = tg.select_groups(values, 2, singleton_score=0.0)
+    assert alone.groups == [("0", "1"), ("2",)] and alone.score == pytest.approx(2.0)
+    assert tag.score < alone.score and all(len(g) >= 2 for g in tag.groups)
+    assert "(trained alone)" in alone.describe()
