@@ -88,12 +88,15 @@ def check_finite(values: torch.Tensor, names: Sequence[str], what: str) -> None:
 
 
 @contextmanager
-def repeatable_randomness(device: torch.device) -> Iterator[Callable[[], None]]:
-    """Fork the RNG; yield ``reset()`` that rewinds it to the fork point (same dropout masks in
-    every forward). The caller's stream is restored on exit."""
+def repeatable_randomness(
+    device: torch.device, cpu_state: torch.Tensor | None = None
+) -> Iterator[Callable[[], None]]:
+    """Fork the RNG; yield ``reset()`` that rewinds it to the fork point, or to ``cpu_state``
+    when given (same dropout masks in every forward). The caller's stream is restored on exit."""
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        cpu_state = torch.get_rng_state()
+        if cpu_state is None:
+            cpu_state = torch.get_rng_state()
         cuda_state = torch.cuda.get_rng_state(device) if devices else None
 
         def reset() -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from taskgroup.affinity.lookahead import LossFns, lookahead_losses
+from taskgroup.affinity.lookahead import LossFns, lookahead_losses, repeatable_randomness
 from taskgroup.affinity.optimizer_step import stepped_parameters
 from taskgroup.aggregators.base import Aggregation, Aggregator, Params
 from taskgroup.aggregators.pcgrad import PCGrad, pcgrad_coefficients
@@ -82,17 +82,9 @@ def lookahead_context(
     shared_params = [model.get_parameter(n) for n in names]
     theta = flatten([p.detach() for p in shared_params])
     state = torch.get_rng_state() if rng_state is None else rng_state
-    device = theta.device
-    devices = [device] if device.type == "cuda" else []
-    cuda_state = torch.cuda.get_rng_state(device) if devices else None
-
-    def reset() -> None:
-        torch.set_rng_state(state)
-        if cuda_state is not None:
-            torch.cuda.set_rng_state(cuda_state, device)
 
     def losses_at(moved: torch.Tensor) -> torch.Tensor:
-        with torch.random.fork_rng(devices=devices):
+        with repeatable_randomness(theta.device, state) as reset:
             return lookahead_losses(
                 model,
                 inputs,
