@@ -250,3 +250,44 @@ def test_bad_configuration_is_named(batch):
         )
     with pytest.raises(ValueError, match="exactly 0"):
         lookahead_affinity(model, x, t, {**LOSSES, "b": lambda p, y: (p * 0).mean()}, lr=0.1)
+
+
+class TiedParameters(torch.nn.Module):
+    """Heads ``b`` and ``d`` share their weight, and a side projection shares the trunk's first
+    weight: functional_call must keep both ties."""
+
+    def __init__(self):
+        super().__init__()
+        base = make_model()
+        self.trunk, self.heads = base.trunk, base.heads
+        self.proj = torch.nn.Linear(6, 12, bias=False)
+        self.proj.weight = self.trunk[0].weight
+        self.heads["d"].weight = self.heads["b"].weight
+
+    def forward(self, x):
+        features = self.trunk(x) + 0.1 * torch.tanh(self.proj(x))[:, :8]
+        return {name: head(features) for name, head in self.heads.items()}
+
+
+@pytest.mark.parametrize("vectorize", ["loop", "vmap"])
+def test_tied_weights_match_the_naive_loop(vectorize, batch):
+    model = TiedParameters()
+    x, t = batch
+    opt = trained_optimizer(model, OPTIMIZERS["adam"])
+    for kwargs in ({"lr": 0.1}, {"optimizer": opt}):
+        ours = lookahead_affinity(
+            model, x, t, LOSSES, shared=model.trunk, vectorize=vectorize, **kwargs
+        )
+        ref = naive_affinity(model, x, t, LOSSES, **kwargs)
+        torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
+    assert isinstance(model.trunk[0].weight, torch.nn.Parameter)
+    assert model.proj.weight is model.trunk[0].weight
+
+
+def test_an_aliased_submodule_is_refused_not_corrupted(batch):
+    model = make_model()
+    model.alias = model.trunk[0]  # the same Linear under a second name
+    x, t = batch
+    with pytest.raises(ValueError, match="also registered as 'alias'"):
+        lookahead_affinity(model, x, t, LOSSES, lr=0.1)
+    assert isinstance(model.trunk[0].weight, torch.nn.Parameter)
