@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
+from measurement import median_ratio, print_table
 
 from taskgroup import aggregators
 from taskgroup.affinity.lookahead import task_loss_list
@@ -81,27 +82,6 @@ def interleaved(
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
-
-
-def ratio(samples: dict[str, list[float]], numerator: str, denominator: str) -> float:
-    """Median over repetitions of numerator / denominator timed in the same repetition."""
-    return median([a / b for a, b in zip(samples[numerator], samples[denominator], strict=True)])
-
-
-def print_table(title: str, header: list[str], rows: list[list[object]]) -> None:
-    cells = [header] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[k]) for row in cells) for k in range(len(header))]
-    print(f"\n{title}")
-    for r, row in enumerate(cells):
-        print(
-            "  "
-            + "  ".join(
-                c.ljust(w) if k == 0 else c.rjust(w)
-                for k, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if r == 0:
-            print("  " + "  ".join("-" * w for w in widths))
 
 
 # -------------------------------------------------------------------------------------------
@@ -175,8 +155,8 @@ def nash_study(args) -> dict:
         t = median(samples[name])
         table[name] = {
             "seconds_per_solve": t,
-            "vs_newton_cold": ratio(samples, name, "newton (cold)"),
-            "vs_newton_warm": ratio(samples, name, "newton (warm)"),
+            "vs_newton_cold": median_ratio(samples, name, "newton (cold)"),
+            "vs_newton_warm": median_ratio(samples, name, "newton (warm)"),
         }
         rows.append(
             [
@@ -320,7 +300,7 @@ def cost_study(args, kind: str) -> dict:
     table = {}
     rows = []
     for name in candidates:
-        fraction = ratio(samples, name, denominator)
+        fraction = median_ratio(samples, name, denominator)
         table[name] = {"seconds": median(samples[name]), "fraction_of_gradients": fraction}
         rows.append([name, f"{median(samples[name]) * 1e6:.0f} µs", f"{100 * fraction:.1f}%"])
     P = sum(p.numel() for p in shared)

@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
+from measurement import median_ratio, print_table
 from scipy.stats import spearmanr
 
 from taskgroup.affinity.lookahead import lookahead_affinity
@@ -99,31 +100,8 @@ def interleaved_samples(
     return samples
 
 
-def median_ratio(samples: dict[str, list[float]], numerator: str, denominator: str) -> float:
-    """Median over repetitions of ``numerator / denominator`` timed in the same repetition."""
-    return statistics.median(
-        a / b for a, b in zip(samples[numerator], samples[denominator], strict=True)
-    )
-
-
 def load_average() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
-
-
-def print_table(title: str, header: list[str], rows: list[list[object]]) -> None:
-    cells = [header] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[k]) for row in cells) for k in range(len(header))]
-    print(f"\n{title}")
-    for r, row in enumerate(cells):
-        print(
-            "  "
-            + "  ".join(
-                c.rjust(w) if k else c.ljust(w)
-                for k, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if r == 0:
-            print("  " + "  ".join("-" * w for w in widths))
 
 
 # --------------------------------------------------------------------------------------------
