@@ -131,8 +131,8 @@ def measure_affinity(
         model,
         losses,
         shared=shared,
-        optimizer=opt if lookahead == "optimizer" else None,
-        lr=None if lookahead == "optimizer" else (lr or opt.param_groups[0]["lr"]),
+        optimizer=opt,  # sgd / first_order read their step size from it when lr is None
+        lr=None if lookahead == "optimizer" else lr,
         lookahead=lookahead,
         every=every,
         **lookahead_options,
