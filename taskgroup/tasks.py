@@ -13,7 +13,27 @@ from dataclasses import dataclass, field
 import torch
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-MetricFn = Callable[[torch.Tensor, torch.Tensor], float]
+
+
+class StreamingMetric:
+    """A metric that does not decompose into a mean over batches (e.g. mIoU).
+
+    Evaluation calls :meth:`reset`, then :meth:`update` on every batch of the split, then
+    :meth:`compute`. Plain metric functions ``fn(prediction, target) -> float`` are instead
+    batch means, averaged over the split weighted by batch size. Subclasses must pickle.
+    """
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> float:
+        raise NotImplementedError
+
+
+MetricFn = Callable[[torch.Tensor, torch.Tensor], float] | StreamingMetric
 
 
 @dataclass(frozen=True)
@@ -23,7 +43,8 @@ class Task:
     Args:
         name: the key of this task in the model's output dict and in the targets dict.
         loss: ``loss(prediction, target) -> scalar tensor``, mean-reduced over the batch.
-        metrics: ``{metric_name: fn(prediction, target) -> float}`` used for evaluation.
+        metrics: ``{metric_name: fn(prediction, target) -> float}`` (a batch mean) or a
+            :class:`StreamingMetric`, used for evaluation.
         higher_is_better: ``{metric_name: bool}`` for every metric (needed for Δm).
         kind: a free-form label of the output type ("classification", "binary", "regression").
     """

@@ -4,13 +4,44 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from taskgroup.tasks import TaskSet
 
-Batch = tuple[torch.Tensor, dict[str, torch.Tensor]]
+Batch = tuple[Any, dict[str, torch.Tensor]]
+
+
+@runtime_checkable
+class DataSplit(Protocol):
+    """What training and evaluation need from a split; :class:`Split` holds tensors in memory,
+    file-backed benchmarks provide their own type with the same methods.
+
+    ``inputs`` of a batch is whatever the benchmark's model takes (a tensor, or e.g. a graph
+    batch); ``targets`` maps every task name to a tensor whose first dimension is the batch.
+    """
+
+    def __len__(self) -> int: ...
+
+    def select(self, names: list[str]) -> DataSplit: ...
+
+    def batches(self, batch_size: int, *, seed: int, start: int = 0) -> Iterator[Batch]: ...
+
+    def chunks(self, batch_size: int) -> Iterator[Batch]: ...
+
+
+def epoch_orders(n: int, seed: int, start_epoch: int = 0) -> Iterator[torch.Tensor]:
+    """The shuffled row orders ``[n]`` of epochs ``start_epoch, start_epoch + 1, ...`` drawn
+    from ``seed``; epoch ``e``'s order does not depend on ``start_epoch`` (resume-exact)."""
+    generator = torch.Generator().manual_seed(seed)
+    epoch = 0
+    while True:
+        order = torch.randperm(n, generator=generator)
+        if epoch >= start_epoch:
+            yield order
+        epoch += 1
 
 
 @dataclass(frozen=True)
@@ -32,25 +63,45 @@ class Split:
     def select(self, names: list[str]) -> Split:
         return Split(self.inputs, {n: self.targets[n] for n in names})
 
-    def batches(self, batch_size: int, *, seed: int, shuffle: bool = True) -> Iterator[Batch]:
+    def batches(self, batch_size: int, *, seed: int, start: int = 0) -> Iterator[Batch]:
         """Endless mini-batches, reshuffled every epoch from ``seed``; each has ``batch_size`` rows
-        (the last partial batch of an epoch is dropped unless the split is smaller than a batch)."""
-        if len(self) == 0:
-            raise ValueError("cannot draw batches from an empty split")
+        (the last partial batch of an epoch is dropped unless the split is smaller than a batch).
+        ``start`` skips the first ``start`` batches of the stream without drawing them, so a
+        resumed run sees exactly the batches an uninterrupted one would."""
+        for order in batch_orders(len(self), batch_size, seed=seed, start=start):
+            yield self._rows(order)
+
+    def chunks(self, batch_size: int) -> Iterator[Batch]:
+        """One pass over the split in order, in batches of at most ``batch_size`` rows."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        generator = torch.Generator().manual_seed(seed)
-        n = len(self)
-        size = min(batch_size, n)
-        while True:
-            order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-            for start in range(0, n - size + 1, size):
-                idx = order[start : start + size]
-                yield self.inputs[idx], {k: v[idx] for k, v in self.targets.items()}
+        for begin in range(0, len(self), batch_size):
+            yield self._rows(slice(begin, begin + batch_size))
 
     def full(self) -> Batch:
         """The whole split as one batch."""
         return self.inputs, dict(self.targets)
+
+    def _rows(self, index) -> Batch:
+        return self.inputs[index], {k: v[index] for k, v in self.targets.items()}
+
+
+def batch_orders(n: int, batch_size: int, *, seed: int, start: int = 0) -> Iterator[torch.Tensor]:
+    """The row indices of the endless shuffled batch stream of a split of ``n`` rows (see
+    :meth:`Split.batches`), from batch number ``start`` on; for file-backed splits to share."""
+    if n == 0:
+        raise ValueError("cannot draw batches from an empty split")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if start < 0:
+        raise ValueError(f"start must be >= 0, got {start}")
+    size = min(batch_size, n)
+    per_epoch = n // size
+    epoch, skip = divmod(start, per_epoch)
+    for order in epoch_orders(n, seed, epoch):
+        for begin in range(skip * size, per_epoch * size, size):
+            yield order[begin : begin + size]
+        skip = 0
 
 
 @dataclass(frozen=True)
@@ -100,9 +151,9 @@ class Benchmark:
 
     name: str
     tasks: TaskSet
-    train: Split
-    val: Split
-    test: Split
+    train: DataSplit
+    val: DataSplit
+    test: DataSplit
     model_factory: Callable[[TaskSet], nn.Module]
     defaults: TrainingDefaults = field(default_factory=TrainingDefaults)
     info: Mapping[str, object] = field(default_factory=dict)
