@@ -1,0 +1,356 @@
+"""Train every group of a grouping, and the baselines it is judged against.
+
+``train_groups`` trains one network per group (with the chosen aggregator), every task alone
+(the single-task baseline of Δm, plain training) and all tasks together (with the same
+aggregator). Each task is served by the network, among the groups that hold it, with the lowest
+validation loss on that task, and scored on the test split there. Trainings are independent and
+resumable: each has its own folder under ``OUT/train/`` (see :mod:`taskgroup.training.trainer`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from taskgroup.data.benchmark import Benchmark
+from taskgroup.grouping.objective import Grouping
+from taskgroup.storage import read_json, write_json
+from taskgroup.training.metrics import LOSS, delta_m, higher_is_better
+from taskgroup.training.trainer import GroupResult, TrainSettings, group_key, train_group
+
+RESULTS = "results.json"
+FORMAT = "taskgroup.results"
+SINGLE_TASK_AGGREGATOR = "mean"
+
+
+@dataclass(frozen=True)
+class GroupResults:
+    """The outcome of a grouped run.
+
+    Attributes:
+        tasks: every task, in order; aggregator: how the groups (and all-together) trained.
+        groups: one :class:`GroupResult` per group of the grouping, in its order.
+        serves: task -> index in ``groups`` of the network that serves it (best validation loss
+            on that task among the groups that hold it).
+        single: task -> its single-task training (``None`` without baselines).
+        together: the all-tasks training (``None`` without baselines).
+        directions: ``{task: {metric: higher_is_better}}`` (the loss included, lower is better).
+        settings: the training settings.
+    """
+
+    tasks: list[str]
+    aggregator: str
+    groups: list[GroupResult]
+    serves: dict[str, int]
+    single: dict[str, GroupResult] | None
+    together: GroupResult | None
+    directions: dict[str, dict[str, bool]]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """Test metrics of every task on the network that serves it."""
+        return {t: self.groups[self.serves[t]].test[t] for t in self.tasks}
+
+    def delta_m(self, *, against: str = "single", only: Sequence[str] | None = None) -> float:
+        """Δm (percent, lower is better) of the grouped solution against the single-task
+        baseline (``against="single"``) or all-together (``"together"``); ``only=["loss"]``
+        compares test losses instead of the tasks' metrics."""
+        return delta_m(self.metrics, self._baseline(against), self.directions, only=only)
+
+    def delta_m_together(self, *, only: Sequence[str] | None = None) -> float:
+        """Δm of all tasks trained together against the single-task baseline."""
+        if self.together is None:
+            raise ValueError("this run trained no baselines")
+        return delta_m(self.together.test, self._baseline("single"), self.directions, only=only)
+
+    def _baseline(self, against: str) -> dict[str, dict[str, float]]:
+        if self.single is None or self.together is None:
+            raise ValueError("this run trained no baselines")
+        if against == "single":
+            return {t: self.single[t].test[t] for t in self.tasks}
+        if against == "together":
+            return self.together.test
+        raise ValueError(f"against must be 'single' or 'together', got {against!r}")
+
+    @property
+    def cost(self) -> dict[str, dict[str, float]]:
+        """Training steps, seconds and parameters of the grouped solution and the baselines."""
+
+        def total(results: list[GroupResult]) -> dict[str, float]:
+            return {
+                "networks": len(results),
+                "steps": sum(r.steps for r in results),
+                "seconds": round(sum(r.seconds for r in results), 3),
+                "parameters": sum(r.parameters for r in results),
+            }
+
+        cost = {"groups": total(self.groups)}
+        if self.single is not None and self.together is not None:
+            cost["single"] = total(list(self.single.values()))
+            cost["together"] = total([self.together])
+        return cost
+
+    def to_dict(self) -> dict[str, Any]:
+        summary: dict[str, Any] = {}
+        if self.single is not None:
+            summary = {
+                "delta_m": self.delta_m(),
+                "delta_m_loss": self.delta_m(only=[LOSS]),
+                "delta_m_together": self.delta_m_together(),
+                "delta_m_together_loss": self.delta_m_together(only=[LOSS]),
+            }
+        return {
+            "format": FORMAT,
+            "convention": "delta_m: mean relative change in percent against single-task "
+            "training, signed so that lower is better (Nash-MTL); *_loss uses test losses",
+            "tasks": self.tasks,
+            "aggregator": self.aggregator,
+            **summary,
+            "metrics": self.metrics,
+            "serves": self.serves,
+            "cost": self.cost,
+            "settings": self.settings,
+            "directions": self.directions,
+            "groups": [r.to_dict() for r in self.groups],
+            "single": None
+            if self.single is None
+            else {t: r.to_dict() for t, r in self.single.items()},
+            "together": None if self.together is None else self.together.to_dict(),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``results.json``-style JSON atomically."""
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> GroupResults:
+        data = read_json(path)
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a taskgroup results file (format != {FORMAT!r})")
+        try:
+            single = data["single"]
+            together = data["together"]
+            return cls(
+                tasks=list(data["tasks"]),
+                aggregator=data["aggregator"],
+                groups=[GroupResult.from_dict(r) for r in data["groups"]],
+                serves={t: int(g) for t, g in data["serves"].items()},
+                single=None
+                if single is None
+                else {t: GroupResult.from_dict(r) for t, r in single.items()},
+                together=None if together is None else GroupResult.from_dict(together),
+                directions=data["directions"],
+                settings=data.get("settings", {}),
+            )
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{path}: malformed results ({e})") from None
+
+    def table(self) -> str:
+        """A plain-text table: each task's test metrics grouped, alone and all together."""
+        width = max(len(t) for t in self.tasks)
+        lines = [f"  {'task':<{width}}  group  metric      grouped     alone  together"]
+        for t in self.tasks:
+            for name, value in self.metrics[t].items():
+                alone = "-" if self.single is None else f"{self.single[t].test[t][name]:.4g}"
+                together = "-" if self.together is None else f"{self.together.test[t][name]:.4g}"
+                lines.append(
+                    f"  {t:<{width}}  {self.serves[t] + 1:>5}  {name:<8}  {value:>9.4g}  "
+                    f"{alone:>8}  {together:>8}"
+                )
+        if self.single is not None:
+            lines.append("")
+            lines.append(
+                f"  Δm vs single-task (lower is better): grouped {self.delta_m():+.2f}%, "
+                f"all together {self.delta_m_together():+.2f}%  "
+                f"(on test loss: {self.delta_m(only=[LOSS]):+.2f}%, "
+                f"{self.delta_m_together(only=[LOSS]):+.2f}%)"
+            )
+        return "\n".join(lines)
+
+
+def read_groups(path: str | os.PathLike) -> list[tuple[str, ...]]:
+    """The groups of a ``groups.json`` written by ``taskgroup group``, or of a hand-written
+    JSON file holding ``{"groups": [["a", "b"], ["c"]]}`` or just ``[["a", "b"], ["c"]]``."""
+    data = read_json(path)
+    groups = data.get("groups") if isinstance(data, dict) else data
+    if not isinstance(groups, list) or not all(
+        isinstance(g, list) and g and all(isinstance(t, str) for t in g) for g in groups
+    ):
+        raise ValueError(
+            f"{path}: expected 'groups' as a list of non-empty lists of task names, "
+            f'e.g. {{"groups": [["a", "b"], ["c"]]}}'
+        )
+    return [tuple(g) for g in groups]
+
+
+def check_groups(groups: Sequence[Sequence[str]], tasks: Sequence[str]) -> list[tuple[str, ...]]:
+    """``groups`` as tuples after checking they name only ``tasks``, cover all of them and hold
+    no duplicates; ``ValueError`` naming the offending task otherwise."""
+    if not groups:
+        raise ValueError("the grouping has no groups")
+    known = set(tasks)
+    checked = []
+    for g in groups:
+        members = tuple(g)
+        unknown = [t for t in members if t not in known]
+        if unknown:
+            raise ValueError(
+                f"the grouping names unknown task(s) {', '.join(map(repr, unknown))}; "
+                f"the benchmark's tasks are {', '.join(tasks)}"
+            )
+        if not members or len(set(members)) != len(members):
+            raise ValueError(f"group {list(members)} is empty or repeats a task")
+        checked.append(members)
+    covered = {t for g in checked for t in g}
+    missing = [t for t in tasks if t not in covered]
+    if missing:
+        raise ValueError(
+            f"the grouping misses task(s) {', '.join(map(repr, missing))}: every task of the "
+            f"benchmark must be in a group (or select fewer tasks)"
+        )
+    return checked
+
+
+def train_groups(
+    benchmark: Benchmark,
+    grouping: Grouping | Sequence[Sequence[str]],
+    aggregator: str = "mean",
+    *,
+    options: Mapping[str, Any] | None = None,
+    steps: int | None = None,
+    lr: float | None = None,
+    optimizer: str | None = None,
+    batch_size: int | None = None,
+    eval_every: int | None = None,
+    patience: int | None = None,
+    seed: int = 0,
+    baselines: bool = True,
+    workers: int = 1,
+    out: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> GroupResults:
+    """Train one network per group of ``grouping`` and, with ``baselines``, every task alone and
+    all tasks together; see the module doc.
+
+    Args:
+        benchmark: the benchmark whose tasks the grouping covers (every task, exactly).
+        grouping: a :class:`~taskgroup.Grouping` or a list of groups of task names.
+        aggregator, options: how each group trains (``taskgroup aggregators``); single-task
+            baselines train plainly (``mean``), all-together uses ``aggregator``.
+        steps, lr, optimizer, batch_size: default to the benchmark's training defaults.
+        eval_every, patience: validation schedule and early stopping (see ``TrainSettings``).
+        seed: the seed of every network (initialisation, batches, training randomness).
+        workers: trainings run in this many processes (``spawn``); the benchmark must pickle.
+        out: run directory: checkpoints and results of each training under ``out/train/``, the
+            event log ``out/log.jsonl`` and ``out/tensorboard/``, and ``out/results.json``.
+            A second call with the same ``out`` resumes: finished trainings are not repeated.
+        progress: show progress bars.
+
+    Returns :class:`GroupResults`; ``results.delta_m()`` is the Δm of the grouped solution.
+    """
+    groups = grouping.groups if isinstance(grouping, Grouping) else grouping
+    groups = check_groups(groups, benchmark.tasks.names)
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    common = {
+        "options": dict(options or {}),
+        "steps": steps,
+        "lr": lr,
+        "optimizer": optimizer,
+        "batch_size": batch_size,
+        "eval_every": eval_every,
+        "patience": patience,
+        "seed": seed,
+    }
+    settings = TrainSettings.for_benchmark(benchmark, aggregator=aggregator, **common)
+    single_settings = TrainSettings.for_benchmark(
+        benchmark, aggregator=SINGLE_TASK_AGGREGATOR, **(common | {"options": {}})
+    )
+    jobs: dict[str, tuple[tuple[str, ...], TrainSettings]] = {}
+    for g in groups:
+        jobs[group_key(g, aggregator)] = (g, settings)
+    if baselines:
+        for t in benchmark.tasks.names:
+            jobs.setdefault(group_key((t,), SINGLE_TASK_AGGREGATOR), ((t,), single_settings))
+        everything = tuple(benchmark.tasks.names)
+        jobs.setdefault(group_key(everything, aggregator), (everything, settings))
+
+    run_dir = None if out is None else Path(out)
+    done = _run_jobs(benchmark, jobs, run_dir, workers, progress)
+
+    trained = [done[group_key(g, aggregator)] for g in groups]
+    serves = {}
+    for t in benchmark.tasks.names:
+        holders = [i for i, r in enumerate(trained) if t in r.tasks]
+        serves[t] = min(holders, key=lambda i: (trained[i].val[t][LOSS], i))
+    results = GroupResults(
+        tasks=benchmark.tasks.names,
+        aggregator=aggregator,
+        groups=trained,
+        serves=serves,
+        single=None
+        if not baselines
+        else {t: done[group_key((t,), SINGLE_TASK_AGGREGATOR)] for t in benchmark.tasks.names},
+        together=None if not baselines else done[group_key(everything, aggregator)],
+        directions=higher_is_better(benchmark.tasks),
+        settings=settings.to_dict() | {"single_task_aggregator": SINGLE_TASK_AGGREGATOR},
+    )
+    if run_dir is not None:
+        results.save(run_dir / RESULTS)
+    return results
+
+
+def _train_job(
+    benchmark: Benchmark,
+    tasks: tuple[str, ...],
+    settings: TrainSettings,
+    run_dir: Path | None,
+    threads: int | None,
+    progress: bool,
+) -> GroupResult:
+    if threads is not None:
+        torch.set_num_threads(threads)
+    key = group_key(tasks, settings.aggregator)
+    directory = None if run_dir is None else run_dir / "train" / key
+    return train_group(
+        benchmark, tasks, settings, directory=directory, run_dir=run_dir, progress=progress
+    )
+
+
+def _run_jobs(
+    benchmark: Benchmark,
+    jobs: Mapping[str, tuple[tuple[str, ...], TrainSettings]],
+    run_dir: Path | None,
+    workers: int,
+    progress: bool,
+) -> dict[str, GroupResult]:
+    done: dict[str, GroupResult] = {}
+    bar = tqdm(total=len(jobs), desc="training networks", unit="net", disable=not progress)
+    try:
+        if workers == 1:
+            for key, (tasks, settings) in jobs.items():
+                done[key] = _train_job(benchmark, tasks, settings, run_dir, None, progress)
+                bar.update()
+            return done
+        threads = max(1, torch.get_num_threads() // workers)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = {
+                pool.submit(_train_job, benchmark, tasks, settings, run_dir, threads, False): key
+                for key, (tasks, settings) in jobs.items()
+            }
+            for future in as_completed(futures):
+                done[futures[future]] = future.result()
+                bar.update()
+        return done
+    finally:
+        bar.close()

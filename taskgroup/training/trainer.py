@@ -1,0 +1,350 @@
+"""Train one network on one group of tasks, with early stopping and exact resume.
+
+The network trains with an aggregator (or loss weighting) through :class:`~taskgroup.MTLStep`.
+Every ``eval_every`` steps it is evaluated on the validation split; the criterion is the mean
+over the group's tasks of ``val_loss / val_loss_at_initialisation`` (scale-free, so an MSE task
+does not outweigh a classification one). The best evaluation so far is kept (its validation and
+test metrics, and its weights in ``model.pt``); training stops after ``patience`` evaluations
+without improvement, or after ``steps``.
+
+With a ``directory``, a weights-only checkpoint is written atomically at every evaluation
+(model, optimizer, aggregator state, RNG state, best so far). Calling :func:`train_group` again
+on the same directory resumes from it and gives the same result as an uninterrupted run; a
+finished group is read back from ``result.json`` without training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from taskgroup.aggregators import get as get_aggregator
+from taskgroup.aggregators.step import MTLStep
+from taskgroup.data.benchmark import Benchmark, make_optimizer
+from taskgroup.storage import read_json, write_json
+from taskgroup.training.checkpoint import (
+    load_checkpoint,
+    load_object_state,
+    object_state,
+    save_checkpoint,
+)
+from taskgroup.training.events import EventLog
+from taskgroup.training.metrics import LOSS, evaluate
+
+CHECKPOINT = "checkpoint.pt"
+RESULT = "result.json"
+WEIGHTS = "model.pt"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How every network of a grouped run is trained.
+
+    Args:
+        aggregator: a registered aggregator or loss weighting (``taskgroup aggregators``).
+        options: its options (e.g. ``{"c": 0.4}`` for ``cagrad``).
+        optimizer, lr, weight_decay, batch_size: the optimizer and mini-batches.
+        steps: the most training steps.
+        eval_every: steps between validation evaluations (and checkpoints).
+        patience: stop after this many evaluations without improvement (``None``: never).
+        seed: fixes each network's initialisation, batch order and any randomness in training.
+        log_every: steps between logged training losses and weights.
+    """
+
+    aggregator: str = "mean"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    steps: int = 1000
+    eval_every: int = 50
+    patience: int | None = None
+    seed: int = 0
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        get_aggregator(self.aggregator, **self.options)  # unknown names/options fail here
+        for name in ("batch_size", "steps", "eval_every", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise ValueError(f"patience must be a positive integer or None, got {self.patience!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    @classmethod
+    def for_benchmark(cls, benchmark: Benchmark, **overrides: Any) -> TrainSettings:
+        """The benchmark's training defaults, with ``overrides`` (``None`` values ignored)."""
+        d = benchmark.defaults
+        base = {
+            "optimizer": d.optimizer,
+            "lr": d.lr,
+            "weight_decay": d.weight_decay,
+            "batch_size": d.batch_size,
+            "steps": d.steps,
+        }
+        return cls(**(base | {k: v for k, v in overrides.items() if v is not None}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"options": dict(self.options)}
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """One trained network.
+
+    Attributes:
+        tasks: its tasks; aggregator: how it was trained.
+        best_step: the step of the best validation evaluation (0 = at initialisation).
+        steps: the steps trained (fewer than ``settings.steps`` after early stopping).
+        criterion: the best criterion (mean relative validation loss; 1.0 = initialisation).
+        val, test: ``{task: {"loss": ..., metric: ...}}`` at the best step.
+        parameters: the network's parameter count; seconds: training wall time.
+        history: one record per evaluation: ``{"step", "criterion", "val_loss": {task: ...}}``.
+    """
+
+    tasks: tuple[str, ...]
+    aggregator: str
+    best_step: int
+    steps: int
+    criterion: float
+    val: dict[str, dict[str, float]]
+    test: dict[str, dict[str, float]]
+    parameters: int
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"tasks": list(self.tasks)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GroupResult:
+        return cls(**(dict(data) | {"tasks": tuple(data["tasks"])}))
+
+
+def group_key(tasks: tuple[str, ...] | list[str], aggregator: str) -> str:
+    """A file-system-safe, readable, unique name for one (group, aggregator) training."""
+    readable = re.sub(r"[^A-Za-z0-9_.+-]", "_", f"{aggregator}-{'+'.join(tasks)}")
+    digest = hashlib.sha1("\0".join([aggregator, *tasks]).encode()).hexdigest()[:8]
+    return f"{readable[:80]}-{digest}"
+
+
+def _criterion(val: Mapping[str, Mapping[str, float]], initial: Mapping[str, float]) -> float:
+    ratios = [val[t][LOSS] / initial[t] if initial[t] > 0 else val[t][LOSS] for t in initial]
+    return sum(ratios) / len(ratios)
+
+
+def train_group(
+    benchmark: Benchmark,
+    tasks: tuple[str, ...] | list[str],
+    settings: TrainSettings,
+    *,
+    directory: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    progress: bool = False,
+    on_step: Callable[[int], None] | None = None,
+) -> GroupResult:
+    """Train one network on ``tasks`` of ``benchmark`` (see the module doc).
+
+    Args:
+        benchmark: data, tasks and model factory; ``tasks`` must be among its tasks.
+        settings: aggregator, optimizer, schedule, seed.
+        directory: where checkpoints, weights and ``result.json`` go (``None``: in memory only,
+            no resume).
+        run_dir: the run directory whose ``log.jsonl`` and ``tensorboard/`` receive the
+            training losses, aggregator weights and validation metrics (``None``: no log).
+        progress: show a progress bar.
+        on_step: called with the number of steps done after every step (for tests and
+            custom monitoring; an exception raised there interrupts training, and the last
+            checkpoint stays for a resume).
+
+    Raises ``ValueError`` when ``directory`` holds a checkpoint of other settings, or a loss
+    turns NaN/inf (naming the task; the last checkpoint is kept).
+    """
+    tasks = tuple(tasks)
+    bench = benchmark.select(list(tasks))
+    config = {"tasks": list(tasks), "settings": settings.to_dict(), "benchmark": bench.name}
+    directory = None if directory is None else Path(directory)
+    if directory is not None and (directory / RESULT).exists():
+        stored = read_json(directory / RESULT)
+        _check_config(directory / RESULT, stored.get("config"), config)
+        return GroupResult.from_dict(stored["result"])
+
+    model = bench.make_model(seed=settings.seed)
+    optimizer = make_optimizer(
+        model.parameters(), settings.optimizer, settings.lr, settings.weight_decay
+    )
+    aggregator = get_aggregator(settings.aggregator, **settings.options)
+    mtl = MTLStep(model, bench.tasks, aggregator, optimizer)
+    parameters = sum(p.numel() for p in model.parameters())
+    checkpoint = None
+    if directory is not None and (directory / CHECKPOINT).exists():
+        checkpoint = load_checkpoint(directory / CHECKPOINT)
+        _check_config(directory / CHECKPOINT, checkpoint.get("config"), config)
+
+    key = group_key(tasks, settings.aggregator)
+    log = EventLog(run_dir, "train", key)
+    bar = tqdm(
+        total=settings.steps,
+        desc=f"training {'+'.join(tasks)}"[:60],
+        unit="step",
+        disable=not progress,
+        leave=False,
+    )
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(settings.seed)
+            if checkpoint is None:
+                state = _fresh_state(model, bench, settings)
+                if directory is not None:  # the best weights so far: the initialisation
+                    save_checkpoint(directory / WEIGHTS, model.state_dict())
+                log.scalars(0, "val", _flat(state["best"]["val"]))
+            else:
+                state = _restore(checkpoint, model, optimizer, aggregator)
+                log.event(state["step"], "resumed", {"from_step": state["step"]})
+            bar.update(state["step"])
+            started = time.perf_counter() - state["seconds"]
+            batches = bench.train.batches(
+                settings.batch_size, seed=settings.seed, start=state["step"]
+            )
+            while state["step"] < settings.steps and not _patience_spent(state, settings):
+                inputs, targets = next(batches)
+                result = mtl(inputs, targets)
+                state["step"] += 1
+                step = state["step"]
+                bar.update()
+                if step % settings.log_every == 0:
+                    log.scalars(step, "loss", dict(zip(tasks, result.losses.tolist(), strict=True)))
+                    if result.weights is not None:
+                        weights = result.weights.detach().flatten().tolist()
+                        log.scalars(step, "weight", dict(zip(tasks, weights, strict=True)))
+                if step % settings.eval_every == 0 or step == settings.steps:
+                    _evaluate_step(state, model, bench, directory, log)
+                    state["seconds"] = time.perf_counter() - started
+                    if directory is not None:
+                        save_checkpoint(
+                            directory / CHECKPOINT,
+                            _checkpoint(state, config, model, optimizer, aggregator),
+                        )
+                if on_step is not None:
+                    on_step(step)
+            state["seconds"] = time.perf_counter() - started
+    finally:
+        bar.close()
+        log.close()
+    best = state["best"]
+    result = GroupResult(
+        tasks=tasks,
+        aggregator=settings.aggregator,
+        best_step=best["step"],
+        steps=state["step"],
+        criterion=best["criterion"],
+        val=best["val"],
+        test=best["test"],
+        parameters=parameters,
+        seconds=round(state["seconds"], 3),
+        history=state["history"],
+    )
+    if directory is not None:
+        write_json(directory / RESULT, {"config": config, "result": result.to_dict()})
+    return result
+
+
+def _check_config(path: Path, stored: Any, expected: dict[str, Any]) -> None:
+    if stored != expected:
+        raise ValueError(
+            f"{path} was written by another training ({_difference(stored, expected)}); "
+            f"use another output directory, or delete {path.parent} to retrain"
+        )
+
+
+def _difference(stored: Any, expected: dict[str, Any]) -> str:
+    if not isinstance(stored, dict):
+        return "no settings recorded"
+
+    def flat(config: dict[str, Any]) -> dict[str, Any]:
+        rest = {k: v for k, v in config.items() if k != "settings"}
+        return {**config.get("settings", {}), **rest}
+
+    there, now = flat(stored), flat(expected)
+    changed = sorted(k for k in now if there.get(k) != now[k])
+    return ", ".join(f"{k}: {there.get(k)!r} there, {now[k]!r} now" for k in changed)
+
+
+def _flat(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    return {f"{task}/{name}": v for task, values in metrics.items() for name, v in values.items()}
+
+
+def _fresh_state(model, bench: Benchmark, settings: TrainSettings) -> dict[str, Any]:
+    val = evaluate(model, bench.val, bench.tasks)
+    initial = {t: val[t][LOSS] for t in val}
+    for task, loss in initial.items():
+        if not math.isfinite(loss):
+            raise ValueError(f"task {task!r}: the validation loss at initialisation is {loss}")
+    best = {
+        "step": 0,
+        "criterion": 1.0,
+        "val": val,
+        "test": evaluate(model, bench.test, bench.tasks),
+    }
+    return {
+        "step": 0,
+        "seconds": 0.0,
+        "initial": initial,
+        "best": best,
+        "since_best": 0,
+        "history": [{"step": 0, "criterion": 1.0, "val_loss": initial}],
+    }
+
+
+def _patience_spent(state: dict[str, Any], settings: TrainSettings) -> bool:
+    return settings.patience is not None and state["since_best"] >= settings.patience
+
+
+def _evaluate_step(state, model, bench: Benchmark, directory: Path | None, log: EventLog) -> None:
+    val = evaluate(model, bench.val, bench.tasks)
+    criterion = _criterion(val, state["initial"])
+    step = state["step"]
+    state["history"].append(
+        {"step": step, "criterion": criterion, "val_loss": {t: v[LOSS] for t, v in val.items()}}
+    )
+    log.scalars(step, "val", _flat(val) | {"criterion": criterion})
+    if criterion < state["best"]["criterion"]:
+        test = evaluate(model, bench.test, bench.tasks)
+        state["best"] = {"step": step, "criterion": criterion, "val": val, "test": test}
+        state["since_best"] = 0
+        if directory is not None:
+            save_checkpoint(directory / WEIGHTS, model.state_dict())
+    else:
+        state["since_best"] += 1
+
+
+def _checkpoint(state, config, model, optimizer, aggregator) -> dict[str, Any]:
+    return {
+        "config": config,
+        "state": state,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "aggregator": object_state(aggregator),
+        "rng": torch.get_rng_state(),
+    }
+
+
+def _restore(checkpoint, model, optimizer, aggregator) -> dict[str, Any]:
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    load_object_state(aggregator, checkpoint["aggregator"])
+    torch.set_rng_state(checkpoint["rng"])
+    state = checkpoint["state"]
+    return {**state, "history": list(state["history"]), "best": dict(state["best"])}
