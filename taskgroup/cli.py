@@ -25,8 +25,10 @@ app = typer.Typer(
 def _commands(
     threads: Annotated[
         int | None,
-        typer.Option(help="torch intra-op threads (default: torch's choice; 1 is often fastest "
-                     "for small models or on a busy machine)"),
+        typer.Option(
+            help="torch intra-op threads (default: torch's choice; 1 is often fastest "
+            "for small models or on a busy machine)"
+        ),
     ] = None,
 ) -> None:
     """Which tasks should train together? Measure inter-task affinity, group tasks, train."""
@@ -60,53 +62,22 @@ def affinity(
 
     Writes affinity.json, manifest.json, affinity_heatmap.png and affinity_over_training.png.
     """
-    from taskgroup.report import plots, tables
-    from taskgroup.training.cotrain import measure_affinity
+    from taskgroup.pipeline import affinity_stage
+    from taskgroup.report import tables
 
     _positive("--steps", steps)
     _positive("--every", every)
     if lookahead is not None and lookahead not in LOOKAHEADS:
         raise ValueError(f"--lookahead must be one of {', '.join(LOOKAHEADS)}, got {lookahead!r}")
-    spec = load_recipe(recipe).override(
-        benchmark=benchmark,
-        tasks=None if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()],
-        seed=seed,
-    )
-    settings = spec.stage("affinity")
-    settings |= {
-        k: v
-        for k, v in {"steps": steps, "every": every, "lookahead": lookahead}.items()
-        if v is not None
-    }
-    bench = spec.load_benchmark()
-    run_dir = out or Path("runs") / Path(spec.source).stem
+    spec = load_recipe(recipe).override(benchmark=benchmark, tasks=_task_list(tasks), seed=seed)
+    settings = spec.stage("affinity") | _given(steps=steps, every=every, lookahead=lookahead)
+    run_dir = out or _default_out(spec)
     started = time.perf_counter()
-    result = measure_affinity(bench, seed=spec.seed, progress=progress, **settings)
-    seconds = time.perf_counter() - started
-    heatmap = plots.affinity_heatmap(result)
-    over_training = plots.affinity_over_training(result)
-
-    from taskgroup.manifest import record_stage
-    from taskgroup.storage import write_atomic
-
-    result.save(run_dir / "affinity.json")
-    write_atomic(run_dir / "affinity_heatmap.png", heatmap)
-    write_atomic(run_dir / "affinity_over_training.png", over_training)
-    record_stage(
-        run_dir,
-        "affinity",
-        {
-            "recipe": spec.to_dict() | {"affinity": settings},
-            "benchmark_info": dict(bench.info),
-            "tasks": result.tasks,
-            "seconds": round(seconds, 3),
-            "outputs": ["affinity.json", "affinity_heatmap.png", "affinity_over_training.png"],
-        },
-    )
+    result = affinity_stage(spec, run_dir, settings, progress=progress)
     typer.echo(tables.affinity_table(result))
     typer.echo(
         f"\n{len(result.trace_steps)} measurements over {result.metadata['steps_trained']}"
-        f" steps in {seconds:.1f} s → {run_dir}/affinity.json"
+        f" steps in {time.perf_counter() - started:.1f} s → {run_dir}/affinity.json"
     )
 
 
@@ -139,12 +110,7 @@ def group(
     Writes groups.json, groups_graph.png (and score_vs_budget.png with --sweep) and records the
     stage in manifest.json.
     """
-    from taskgroup.affinity.matrix import AffinityMatrix
-    from taskgroup.grouping import select_groups
-    from taskgroup.grouping import sweep as sweep_budgets
-    from taskgroup.manifest import MANIFEST, record_stage
-    from taskgroup.report import plots
-    from taskgroup.storage import read_json, write_atomic, write_json
+    from taskgroup.pipeline import group_stage
 
     if source.is_dir():
         path, run_dir = source / "affinity.json", out or source
@@ -152,73 +118,173 @@ def group(
         path, run_dir = source, out or source.parent
     else:
         raise ValueError(f"{source}: no such file or directory")
-    affinity_matrix = AffinityMatrix.load(path)
-    n = len(affinity_matrix.tasks)
-    if not 1 <= budget <= n:
-        raise ValueError(f"--budget must lie in 1..{n} (the number of tasks), got {budget}")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"{run_dir}: not a directory")
-    manifest = run_dir / MANIFEST
-    if manifest.exists() and not isinstance(read_json(manifest), dict):
-        raise ValueError(f"{manifest}: not a taskgroup manifest (expected a JSON object)")
-    options = {
-        "method": method,
-        "partition": partition,
-        "singleton_score": singleton_score,
-        "time_limit": time_limit,
-    }
-    started = time.perf_counter()
-    if sweep:
-        curve = sweep_budgets(affinity_matrix, **options)
-        chosen = curve[budget - 1]
-    else:
-        curve = []
-        chosen = select_groups(affinity_matrix, budget, **options)
-    seconds = time.perf_counter() - started
-    figures = {"groups_graph.png": plots.grouping_graph(affinity_matrix, chosen)}
-    if sweep:
-        figures["score_vs_budget.png"] = plots.score_vs_budget(curve, chosen=budget)
-    record = chosen.to_dict() | {"affinity": str(path)}
-    if sweep:
-        record["sweep"] = [
-            {
-                "budget": g.budget,
-                "score": g.score,
-                "bound": g.bound,
-                "optimal": g.optimal,
-                "method": g.method,
-                "seconds": round(g.seconds, 6),
-                "groups": [list(members) for members in g.groups],
-            }
-            for g in curve
-        ]
-
-    write_json(run_dir / "groups.json", record)
-    for name, png in figures.items():
-        write_atomic(run_dir / name, png)
-    record_stage(
+    chosen, curve = group_stage(
+        path,
         run_dir,
-        "group",
-        {
-            "affinity": str(path),
-            "budget": budget,
-            **options,
-            "sweep": sweep,
-            "method_used": chosen.method,
-            "score": chosen.score,
-            "bound": chosen.bound,
-            "optimal": chosen.optimal,
-            "seconds": round(seconds, 3),
-            "outputs": ["groups.json", *figures],
-        },
+        budget=budget,
+        method=method,
+        partition=partition,
+        sweep=sweep,
+        singleton_score=singleton_score,
+        time_limit=time_limit,
     )
+    _print_grouping(chosen, curve)
+    plots = "groups_graph.png" + (", score_vs_budget.png" if sweep else "")
+    typer.echo(f"\n→ {run_dir}/groups.json, {plots}")
+
+
+def _print_grouping(chosen, curve) -> None:
     typer.echo(chosen.describe())
-    if sweep:
+    if curve:
         typer.echo("\nbudget  score       bound       optimal")
         for g in curve:
             bound = "-" if g.bound is None else f"{g.bound:.6g}"
             typer.echo(f"{g.budget:>6}  {g.score:<10.6g}  {bound:<10}  {g.optimal}")
-    typer.echo(f"\n→ {run_dir}/groups.json, {', '.join(figures)}")
+
+
+@app.command()
+def train(
+    run_dir: Annotated[Path, typer.Argument(help="run directory (with groups.json)")],
+    aggregator: Annotated[
+        str | None, typer.Option(help="aggregator or loss weighting (taskgroup aggregators)")
+    ] = None,
+    groups: Annotated[
+        Path | None,
+        typer.Option(help='groups file (default RUN_DIR/groups.json); JSON {"groups": [[...]]}'),
+    ] = None,
+    recipe: Annotated[
+        str | None, typer.Option(help="recipe, when RUN_DIR records none (default: its own)")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="most training steps per network")] = None,
+    workers: Annotated[int | None, typer.Option(help="networks trained in parallel")] = None,
+    baselines: Annotated[
+        bool | None, typer.Option(help="also train each task alone and all together")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Train one network per group, and the single-task and all-together baselines.
+
+    Writes results.json (per-task metrics, Δm, cost), results.png, checkpoints under train/,
+    log.jsonl and tensorboard/. Run it again to resume: finished networks are not retrained.
+    """
+    from taskgroup.pipeline import GROUPS, run_recipe, train_stage
+    from taskgroup.training.groups import read_groups
+
+    _positive("--steps", steps)
+    _positive("--workers", workers)
+    spec = run_recipe(run_dir, None if recipe is None else load_recipe(recipe))
+    groups_path = groups or run_dir / GROUPS
+    if not groups_path.exists():
+        raise ValueError(
+            f"{groups_path}: no such file; run `taskgroup group {run_dir} --budget B` first "
+            f"or pass --groups"
+        )
+    settings = spec.stage("train") | _given(
+        aggregator=aggregator, steps=steps, workers=workers, baselines=baselines
+    )
+    results = train_stage(run_dir, spec, read_groups(groups_path), settings, progress=progress)
+    typer.echo(results.table())
+    typer.echo(f"\n→ {run_dir}/results.json")
+
+
+@app.command()
+def run(
+    recipe: Annotated[
+        str | None, typer.Argument(help="recipe file or name in recipes/ (default multidigits)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="run directory")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of data, init and batches")] = None,
+    budget: Annotated[int | None, typer.Option(help="the most networks to train")] = None,
+    aggregator: Annotated[str | None, typer.Option(help="aggregator of the groups")] = None,
+    workers: Annotated[int | None, typer.Option(help="networks trained in parallel")] = None,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """The whole pipeline: affinity → group → train → report, in one run directory.
+
+    Run it again on the same --out to resume: a finished affinity run is reused and finished
+    networks are not retrained.
+    """
+    from taskgroup.affinity.matrix import AffinityMatrix
+    from taskgroup.pipeline import AFFINITY, affinity_stage, group_stage, report_stage, train_stage
+    from taskgroup.report import tables
+
+    _positive("--budget", budget)
+    _positive("--workers", workers)
+    spec = load_recipe(recipe).override(seed=seed)
+    run_dir = out or _default_out(spec)
+    settings = spec.stage("affinity")
+    stages = _stage_bar(progress)
+    try:
+        stages.set_description("affinity")
+        affinity_record = spec.to_dict() | {"affinity": settings}
+        if _finished(run_dir, "affinity", affinity_record):
+            typer.echo(f"affinity: reusing {run_dir / AFFINITY}")
+            affinity_matrix = AffinityMatrix.load(run_dir / AFFINITY)
+        else:
+            affinity_matrix = affinity_stage(spec, run_dir, settings, progress=progress)
+        typer.echo(tables.affinity_table(affinity_matrix) + "\n")
+        stages.update()
+        stages.set_description("group")
+        options = {"budget": 2, "sweep": True} | spec.stage("group") | _given(budget=budget)
+        chosen, curve = group_stage(run_dir / AFFINITY, run_dir, **options)
+        _print_grouping(chosen, curve)
+        stages.update()
+        stages.set_description("train")
+        train_settings = spec.stage("train") | _given(aggregator=aggregator, workers=workers)
+        results = train_stage(run_dir, spec, chosen.groups, train_settings, progress=progress)
+        typer.echo("\n" + results.table())
+        stages.update()
+        stages.set_description("report")
+        page = report_stage(run_dir)
+        stages.update()
+    finally:
+        stages.close()
+    typer.echo(f"\n→ {page}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="run directory")],
+) -> None:
+    """Write RUN_DIR/report.html: one self-contained page with every plot and table."""
+    from taskgroup.pipeline import report_stage
+
+    typer.echo(f"→ {report_stage(run_dir)}")
+
+
+def _stage_bar(progress: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=4, unit="stage", disable=not progress, position=0)
+
+
+def _finished(run_dir: Path, stage: str, record: dict) -> bool:
+    """Whether ``run_dir`` holds ``stage``'s outputs made from the same recipe settings."""
+    from taskgroup.manifest import MANIFEST
+    from taskgroup.storage import read_json
+
+    path = run_dir / MANIFEST
+    if not path.exists():
+        return False
+    manifest = read_json(path)
+    done = manifest.get("stages", {}).get(stage) if isinstance(manifest, dict) else None
+    return (
+        bool(done)
+        and done.get("recipe") == record
+        and all((run_dir / name).exists() for name in done.get("outputs", []))
+    )
+
+
+def _task_list(tasks: str | None) -> list[str] | None:
+    return None if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()]
+
+
+def _given(**values):
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _default_out(spec) -> Path:
+    return Path("runs") / Path(spec.source).stem
 
 
 @app.command("aggregators")

@@ -24,6 +24,20 @@ RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 DEFAULT_RECIPE = "multidigits"
 STAGE_KEYS = {
     "affinity": {"steps", "every", "lookahead", "optimizer", "lr", "batch_size"},
+    "group": {"budget", "method", "partition", "singleton_score", "time_limit", "sweep"},
+    "train": {
+        "aggregator",
+        "options",
+        "optimizer",
+        "lr",
+        "weight_decay",
+        "batch_size",
+        "steps",
+        "eval_every",
+        "patience",
+        "workers",
+        "baselines",
+    },
 }
 
 
@@ -79,6 +93,29 @@ class Recipe:
 
     def stage(self, name: str) -> dict[str, Any]:
         return dict(self.stages.get(name, {}))
+
+    def identity(self) -> dict[str, Any]:
+        """What fixes the data and tasks of a run: benchmark, loader options, tasks and seed."""
+        return {
+            "benchmark": self.benchmark,
+            "options": dict(self.options),
+            "tasks": self.tasks,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_identity(cls, identity: dict[str, Any], source: str) -> Recipe:
+        """The recipe of a run directory's recorded :meth:`identity` (no stage settings)."""
+        try:
+            raw = {
+                "seed": identity["seed"],
+                "benchmark": {"name": identity["benchmark"], **identity["options"]},
+            }
+            if identity["tasks"] is not None:
+                raw["benchmark"]["tasks"] = identity["tasks"]
+        except (KeyError, TypeError):
+            raise ValueError(f"{source}: malformed benchmark record {identity!r}") from None
+        return parse_recipe(raw, source)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -113,8 +113,8 @@ def test_bad_affinity_file_is_one_line_and_writes_nothing(tmp_path, capsys, case
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--budget", "0"], "--budget must lie in 1..5"),
-        (["--budget", "6"], "--budget must lie in 1..5"),
+        (["--budget", "0"], "budget must lie in 1..5"),
+        (["--budget", "6"], "budget must lie in 1..5"),
         (["--budget", "2", "--method", "simulated"], "method must be one of"),
         (["--budget", "2", "--singleton-score", "inf"], "singleton_score must be finite"),
         (["--budget", "2", "--time-limit", "-1"], "time_limit must be a positive"),
@@ -155,5 +155,5 @@ def test_console_script_has_no_traceback(tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert (
         bad.stderr.strip()
-        == "taskgroup: error: --budget must lie in 1..5 (the number of tasks), got 0"
+        == "taskgroup: error: the budget must lie in 1..5 (the number of tasks), got 0"
     )

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from taskgroup.grouping import Grouping
+    from taskgroup.training.groups import GroupResults
 
 
 def _png(fig: Figure) -> bytes:
@@ -236,4 +237,42 @@ def score_vs_budget(curve: Sequence[Grouping], chosen: int | None = None) -> byt
     ax.set_xticks(budgets)
     ax.legend(fontsize=7)
     ax.set_title(f"Score vs budget ({curve[0].method if curve else ''})", fontsize=9)
+    return _png(fig)
+
+
+def task_results(results: GroupResults) -> bytes:
+    """Per task and metric, the relative change (%) against single-task training of the
+    grouped solution and of all tasks together, signed so that lower is better (as Δm)."""
+    from taskgroup.training.metrics import LOSS
+
+    if results.single is None or results.together is None:
+        raise ValueError("these results have no baselines to compare with")
+    labels, grouped, together = [], [], []
+    for task in results.tasks:
+        alone = results.single[task].test[task]
+        for name, value in results.metrics[task].items():
+            if name == LOSS or alone[name] == 0:
+                continue
+            sign = -1.0 if results.directions[task][name] else 1.0
+            labels.append(f"{task}\n{name}")
+            grouped.append(100 * sign * (value - alone[name]) / abs(alone[name]))
+            together.append(
+                100 * sign * (results.together.test[task][name] - alone[name]) / abs(alone[name])
+            )
+    x = np.arange(len(labels))
+    fig = Figure(figsize=(1.6 + 0.9 * len(labels), 3.6))
+    ax = fig.add_subplot()
+    ax.bar(x - 0.2, grouped, 0.4, color="C0", label=f"grouped (Δm {results.delta_m():+.1f}%)")
+    ax.bar(
+        x + 0.2,
+        together,
+        0.4,
+        color="C3",
+        label=f"all together (Δm {results.delta_m_together():+.1f}%)",
+    )
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel("change vs single-task, % (lower is better)")
+    ax.legend(fontsize=8)
+    ax.set_title(f"Test metrics vs training each task alone ({results.aggregator})", fontsize=9)
     return _png(fig)

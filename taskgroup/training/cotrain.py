@@ -72,6 +72,7 @@ def measure_affinity(
     losses: LossFns | None = None,
     shared: SharedSpec = None,
     progress: bool = False,
+    on_step: Callable[[int, torch.Tensor], None] | None = None,
     **lookahead_options: Any,
 ) -> AffinityMatrix:
     """Co-train all tasks and return their mean lookahead affinity (TAG).
@@ -87,6 +88,8 @@ def measure_affinity(
             optimizer instance for a module.
         seed: fixes the model initialisation and batch order (the caller's RNG is untouched).
         progress: show a progress bar.
+        on_step: ``on_step(step, losses)`` receives the detached ``[n]`` task losses of every
+            training step (e.g. to log them).
 
     Returns an :class:`AffinityMatrix` (row = source task) with per-step traces and metadata.
     """
@@ -140,7 +143,9 @@ def measure_affinity(
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        cotrain(model, data, losses, opt, steps, tracker=tracker, progress=progress)
+        cotrain(
+            model, data, losses, opt, steps, tracker=tracker, progress=progress, on_step=on_step
+        )
     return tracker.result(
         steps_trained=steps, seed=seed, seconds=round(time.perf_counter() - started, 3), **config
     )

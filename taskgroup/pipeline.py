@@ -1,0 +1,222 @@
+"""The stages of a run, each reading and writing files in one run directory.
+
+affinity → group → train → report. Each stage is a function the CLI commands (and ``taskgroup
+run``) call; each records itself in ``manifest.json`` and writes its outputs atomically, so a
+run can stop after any stage and be resumed or continued by hand.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from taskgroup.affinity.matrix import AffinityMatrix
+from taskgroup.grouping import Grouping, select_groups
+from taskgroup.grouping import sweep as sweep_budgets
+from taskgroup.manifest import claim_run_dir, record_stage, run_identity
+from taskgroup.recipes import Recipe
+from taskgroup.storage import write_atomic, write_json
+from taskgroup.training.events import EventLog
+from taskgroup.training.groups import RESULTS, GroupResults, check_groups, train_groups
+
+AFFINITY = "affinity.json"
+GROUPS = "groups.json"
+REPORT = "report.html"
+
+
+def affinity_stage(
+    spec: Recipe, run_dir: Path, settings: Mapping[str, Any], *, progress: bool = False
+) -> AffinityMatrix:
+    """Co-train the recipe's tasks and write ``affinity.json``, its plots and the event log."""
+    from taskgroup.report import plots
+    from taskgroup.training.cotrain import measure_affinity
+
+    bench = spec.load_benchmark()
+    claim_run_dir(run_dir, spec.identity() | {"tasks": bench.tasks.names})
+    started = time.perf_counter()
+    with EventLog(run_dir, "affinity", "cotrain") as log:
+
+        def on_step(step: int, losses) -> None:
+            if (step + 1) % 10 == 0:
+                log.scalars(
+                    step + 1, "loss", dict(zip(bench.tasks.names, losses.tolist(), strict=True))
+                )
+
+        result = measure_affinity(
+            bench, seed=spec.seed, progress=progress, on_step=on_step, **settings
+        )
+        for step, matrix in zip(result.trace_steps, result.trace, strict=True):
+            log.scalars(
+                int(step),
+                "affinity",
+                {
+                    f"{source}->{target}": float(matrix[i, j])
+                    for i, source in enumerate(result.tasks)
+                    for j, target in enumerate(result.tasks)
+                    if i != j
+                },
+            )
+    seconds = time.perf_counter() - started
+    figures = {
+        "affinity_heatmap.png": plots.affinity_heatmap(result),
+        "affinity_over_training.png": plots.affinity_over_training(result),
+    }
+    result.save(run_dir / AFFINITY)
+    for name, png in figures.items():
+        write_atomic(run_dir / name, png)
+    record_stage(
+        run_dir,
+        "affinity",
+        {
+            "recipe": spec.to_dict() | {"affinity": dict(settings)},
+            "benchmark_info": dict(bench.info),
+            "tasks": result.tasks,
+            "seconds": round(seconds, 3),
+            "outputs": [AFFINITY, *figures],
+        },
+    )
+    return result
+
+
+def group_stage(
+    affinity_path: Path,
+    run_dir: Path,
+    *,
+    budget: int,
+    method: str = "auto",
+    partition: bool = False,
+    sweep: bool = False,
+    singleton_score: float | None = None,
+    time_limit: float | None = None,
+) -> tuple[Grouping, list[Grouping]]:
+    """Select groups from ``affinity_path``; write ``groups.json`` (with the sweep of budgets
+    1..n when ``sweep``) and its plots. Returns the chosen grouping and the sweep."""
+    from taskgroup.report import plots
+
+    affinity = AffinityMatrix.load(affinity_path)
+    n = len(affinity.tasks)
+    if not isinstance(budget, int) or not 1 <= budget <= n:
+        raise ValueError(f"the budget must lie in 1..{n} (the number of tasks), got {budget!r}")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: not a directory")
+    run_identity(run_dir)  # a corrupt manifest fails here, before anything is written
+    options = {
+        "method": method,
+        "partition": partition,
+        "singleton_score": singleton_score,
+        "time_limit": time_limit,
+    }
+    started = time.perf_counter()
+    if sweep:
+        curve = sweep_budgets(affinity, **options)
+        chosen = curve[budget - 1]
+    else:
+        curve = []
+        chosen = select_groups(affinity, budget, **options)
+    seconds = time.perf_counter() - started
+    figures = {"groups_graph.png": plots.grouping_graph(affinity, chosen)}
+    if sweep:
+        figures["score_vs_budget.png"] = plots.score_vs_budget(curve, chosen=budget)
+    record = chosen.to_dict() | {"affinity": str(affinity_path)}
+    if sweep:
+        record["sweep"] = [
+            {
+                "budget": g.budget,
+                "score": g.score,
+                "bound": g.bound,
+                "optimal": g.optimal,
+                "method": g.method,
+                "seconds": round(g.seconds, 6),
+                "groups": [list(members) for members in g.groups],
+            }
+            for g in curve
+        ]
+    write_json(run_dir / GROUPS, record)
+    for name, png in figures.items():
+        write_atomic(run_dir / name, png)
+    record_stage(
+        run_dir,
+        "group",
+        {
+            "affinity": str(affinity_path),
+            "budget": budget,
+            **options,
+            "sweep": sweep,
+            "method_used": chosen.method,
+            "score": chosen.score,
+            "bound": chosen.bound,
+            "optimal": chosen.optimal,
+            "seconds": round(seconds, 3),
+            "outputs": [GROUPS, *figures],
+        },
+    )
+    return chosen, curve
+
+
+def run_recipe(run_dir: Path, recipe: Recipe | None) -> Recipe:
+    """The recipe of a run: ``recipe`` when given (the stages refuse a directory that holds
+    another benchmark's run), else the one recorded in the directory's manifest."""
+    if recipe is not None:
+        return recipe
+    identity = run_identity(run_dir)
+    if identity is None:
+        raise ValueError(
+            f"{run_dir} records no benchmark (no manifest.json from `taskgroup affinity` or "
+            f"`taskgroup run`); pass the recipe with --recipe"
+        )
+    return Recipe.from_identity(identity, f"{run_dir}/manifest.json")
+
+
+def train_stage(
+    run_dir: Path,
+    spec: Recipe,
+    groups: list[tuple[str, ...]],
+    settings: Mapping[str, Any],
+    *,
+    progress: bool = False,
+) -> GroupResults:
+    """Train every group and the baselines (``settings``: the recipe's ``[train]`` table with
+    overrides); write ``results.json``. Finished trainings in ``run_dir`` are not repeated."""
+    from taskgroup.report import plots
+
+    bench = spec.load_benchmark()
+    claim_run_dir(run_dir, spec.identity() | {"tasks": bench.tasks.names})
+    groups = check_groups(groups, bench.tasks.names)
+    options = dict(settings)
+    aggregator = options.pop("aggregator", "mean")
+    started = time.perf_counter()
+    results = train_groups(
+        bench, groups, aggregator, seed=spec.seed, out=run_dir, progress=progress, **options
+    )
+    seconds = time.perf_counter() - started
+    figures = {}
+    if results.single is not None:
+        figures["results.png"] = plots.task_results(results)
+        for name, png in figures.items():
+            write_atomic(run_dir / name, png)
+    record_stage(
+        run_dir,
+        "train",
+        {
+            "recipe": spec.to_dict(),
+            "groups": [list(g) for g in groups],
+            "settings": results.settings,
+            "seconds": round(seconds, 3),
+            "outputs": [RESULTS, *figures],
+        },
+    )
+    return results
+
+
+def report_stage(run_dir: Path) -> Path:
+    """Write ``report.html`` from what the run directory holds."""
+    from taskgroup.report.html import render_report
+
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: no such run directory")
+    page = render_report(run_dir)
+    path = write_atomic(run_dir / REPORT, page)
+    record_stage(run_dir, "report", {"outputs": [REPORT]})
+    return path
