@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from taskgroup.data import multidigits, planted
+from taskgroup.data import celeba, multidigits, nyuv2, planted, qm9
 from taskgroup.data.benchmark import Benchmark, Split, TrainingDefaults, make_optimizer
 
 _REGISTRY: dict[str, Callable[..., Benchmark]] = {
     "multidigits": multidigits.load,
     "planted": planted.load,
+    "qm9": qm9.load,
+    "celeba": celeba.load,
+    "nyuv2": nyuv2.load,
 }
 
 

@@ -32,7 +32,6 @@ import sys
 import time
 from collections.abc import Iterable
 
-import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
@@ -70,6 +69,9 @@ class SetPartitionModel:
     a parameter, so a budget sweep compiles the model once."""
 
     def __init__(self, columns: list[int], weights: np.ndarray, n: int):
+        import cvxpy as cp  # here: importing cvxpy takes most of a second
+
+        self.cp = cp
         self.columns = columns
         self.n = n
         # HiGHS's tolerances are absolute: give it values of order 1 (affinities can be ~1e-3)
@@ -94,6 +96,7 @@ class SetPartitionModel:
         options = {"mip_rel_gap": 1e-9, "mip_abs_gap": 1e-12, "output_flag": False}
         if time_limit is not None:
             options["time_limit"] = float(time_limit)
+        cp = self.cp
         self.problem.solve(solver=cp.HIGHS, **options)
         if self.z.value is None:
             raise RuntimeError(f"internal error: HiGHS returned {self.problem.status}")
