@@ -5,6 +5,8 @@ The public API (see docs/api.md)::
     import taskgroup as tg
     Z = tg.lookahead_affinity(model, inputs, targets, losses, lr=0.1)      # [n, n] tensor
     A = tg.measure_affinity("multidigits", steps=1500, every=10)           # AffinityMatrix
+    grouping = tg.select_groups(A, budget=3)                                # Grouping
+    results = tg.train_groups(benchmark, grouping, aggregator="nash_mtl")   # GroupResults
 """
 
 from taskgroup import aggregators, data, grouping
@@ -16,6 +18,9 @@ from taskgroup.grouping import Grouping, select_groups
 from taskgroup.models import MultiTaskModel, shared_parameter_names
 from taskgroup.tasks import Task, TaskSet
 from taskgroup.training.cotrain import measure_affinity
+from taskgroup.training.groups import GroupResults, train_groups
+from taskgroup.training.metrics import delta_m, evaluate
+from taskgroup.training.trainer import GroupResult, TrainSettings, train_group
 
 __version__ = "0.1.0"
 
@@ -23,17 +28,24 @@ __all__ = [
     "AffinityMatrix",
     "AffinityTracker",
     "Benchmark",
+    "GroupResult",
+    "GroupResults",
     "Grouping",
     "MTLStep",
     "MultiTaskModel",
     "Task",
     "TaskSet",
+    "TrainSettings",
     "aggregators",
     "data",
+    "delta_m",
+    "evaluate",
     "grouping",
     "lookahead_affinity",
     "measure_affinity",
     "select_groups",
     "shared_parameter_names",
     "task_gradients",
+    "train_group",
+    "train_groups",
 ]

@@ -56,6 +56,9 @@ def affinity(
     lookahead: Annotated[str | None, typer.Option(help=f"one of {', '.join(LOOKAHEADS)}")] = None,
     out: Annotated[Path | None, typer.Option(help="run directory")] = None,
     seed: Annotated[int | None, typer.Option(help="seed of data, init and batches")] = None,
+    data_root: Annotated[
+        str | None, typer.Option(help="folder of a file-backed benchmark's files")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Co-train all tasks once and measure their lookahead affinity (TAG).
@@ -69,7 +72,9 @@ def affinity(
     _positive("--every", every)
     if lookahead is not None and lookahead not in LOOKAHEADS:
         raise ValueError(f"--lookahead must be one of {', '.join(LOOKAHEADS)}, got {lookahead!r}")
-    spec = load_recipe(recipe).override(benchmark=benchmark, tasks=_task_list(tasks), seed=seed)
+    spec = load_recipe(recipe).override(
+        benchmark=benchmark, tasks=_task_list(tasks), seed=seed, data_root=data_root
+    )
     settings = spec.stage("affinity") | _given(steps=steps, every=every, lookahead=lookahead)
     run_dir = out or _default_out(spec)
     started = time.perf_counter()
@@ -197,6 +202,9 @@ def run(
     budget: Annotated[int | None, typer.Option(help="the most networks to train")] = None,
     aggregator: Annotated[str | None, typer.Option(help="aggregator of the groups")] = None,
     workers: Annotated[int | None, typer.Option(help="networks trained in parallel")] = None,
+    data_root: Annotated[
+        str | None, typer.Option(help="folder of a file-backed benchmark's files")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """The whole pipeline: affinity → group → train → report, in one run directory.
@@ -210,7 +218,7 @@ def run(
 
     _positive("--budget", budget)
     _positive("--workers", workers)
-    spec = load_recipe(recipe).override(seed=seed)
+    spec = load_recipe(recipe).override(seed=seed, data_root=data_root)
     run_dir = out or _default_out(spec)
     settings = spec.stage("affinity")
     stages = _stage_bar(progress)
@@ -255,7 +263,7 @@ def report(
 def _stage_bar(progress: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=4, unit="stage", disable=not progress, position=0)
+    return tqdm(total=4, unit="stage", disable=not progress, position=0, leave=False)
 
 
 def _finished(run_dir: Path, stage: str, record: dict) -> bool:

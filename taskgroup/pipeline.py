@@ -15,9 +15,9 @@ from typing import Any
 from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.grouping import Grouping, select_groups
 from taskgroup.grouping import sweep as sweep_budgets
-from taskgroup.manifest import claim_run_dir, record_stage, run_identity
+from taskgroup.manifest import MANIFEST, claim_run_dir, record_stage, run_identity
 from taskgroup.recipes import Recipe
-from taskgroup.storage import write_atomic, write_json
+from taskgroup.storage import read_json, write_atomic, write_json
 from taskgroup.training.events import EventLog
 from taskgroup.training.groups import RESULTS, GroupResults, check_groups, train_groups
 
@@ -157,16 +157,19 @@ def group_stage(
 
 def run_recipe(run_dir: Path, recipe: Recipe | None) -> Recipe:
     """The recipe of a run: ``recipe`` when given (the stages refuse a directory that holds
-    another benchmark's run), else the one recorded in the directory's manifest."""
+    another benchmark's run), else the one the directory's manifest recorded last."""
     if recipe is not None:
         return recipe
-    identity = run_identity(run_dir)
-    if identity is None:
-        raise ValueError(
-            f"{run_dir} records no benchmark (no manifest.json from `taskgroup affinity` or "
-            f"`taskgroup run`); pass the recipe with --recipe"
-        )
-    return Recipe.from_identity(identity, f"{run_dir}/manifest.json")
+    path = run_dir / MANIFEST
+    manifest = read_json(path) if path.exists() else {}
+    stages = manifest.get("stages", {}) if isinstance(manifest, dict) else {}
+    for stage in ("train", "affinity"):
+        if "recipe" in stages.get(stage, {}):
+            return Recipe.from_dict(stages[stage]["recipe"], f"{path} ({stage} stage)")
+    raise ValueError(
+        f"{run_dir} records no recipe (no manifest.json from `taskgroup affinity` or "
+        f"`taskgroup run`); pass the recipe with --recipe"
+    )
 
 
 def train_stage(

@@ -73,9 +73,11 @@ class Recipe:
         benchmark: str | None = None,
         tasks: list[str] | None = None,
         seed: int | None = None,
+        data_root: str | None = None,
     ) -> Recipe:
         """A validated copy with command-line overrides. Another benchmark drops the recipe's
-        task list and loader options, which belong to the recipe's benchmark."""
+        task list and loader options, which belong to the recipe's benchmark. ``data_root`` is
+        the folder a file-backed benchmark (celeba, nyuv2, qm9) reads."""
         raw = {
             "seed": self.seed,
             "benchmark": {"name": self.benchmark, **self.options},
@@ -89,6 +91,11 @@ class Recipe:
             raw["benchmark"]["tasks"] = tasks
         if seed is not None:
             raw["seed"] = seed
+        if data_root is not None:
+            name = raw["benchmark"]["name"]
+            if "data_root" not in inspect.signature(data.loader(name)).parameters:
+                raise ValueError(f"--data-root: benchmark {name!r} reads no files")
+            raw["benchmark"]["data_root"] = data_root
         return parse_recipe(raw, self.source)
 
     def stage(self, name: str) -> dict[str, Any]:
@@ -104,17 +111,12 @@ class Recipe:
         }
 
     @classmethod
-    def from_identity(cls, identity: dict[str, Any], source: str) -> Recipe:
-        """The recipe of a run directory's recorded :meth:`identity` (no stage settings)."""
-        try:
-            raw = {
-                "seed": identity["seed"],
-                "benchmark": {"name": identity["benchmark"], **identity["options"]},
-            }
-            if identity["tasks"] is not None:
-                raw["benchmark"]["tasks"] = identity["tasks"]
-        except (KeyError, TypeError):
-            raise ValueError(f"{source}: malformed benchmark record {identity!r}") from None
+    def from_dict(cls, record: dict[str, Any], source: str) -> Recipe:
+        """The recipe :meth:`to_dict` recorded (e.g. in a run directory's manifest)."""
+        if not isinstance(record, dict) or not isinstance(record.get("benchmark"), dict):
+            raise ValueError(f"{source}: malformed recipe record")
+        raw = {k: v for k, v in record.items() if k != "source"}
+        raw["benchmark"] = {k: v for k, v in raw["benchmark"].items() if v is not None}
         return parse_recipe(raw, source)
 
     def to_dict(self) -> dict[str, Any]:

@@ -239,7 +239,6 @@ def train_group(
                         )
                 if on_step is not None:
                     on_step(step)
-            state["seconds"] = time.perf_counter() - started
     finally:
         bar.close()
         log.close()
