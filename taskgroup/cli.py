@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 import time
 from pathlib import Path
@@ -59,6 +61,7 @@ def affinity(
     data_root: Annotated[
         str | None, typer.Option(help="folder of a file-backed benchmark's files")
     ] = None,
+    nproc: Annotated[int | None, typer.Option(help="processes (torch.distributed, DDP)")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Co-train all tasks once and measure their lookahead affinity (TAG).
@@ -68,6 +71,8 @@ def affinity(
     from taskgroup.pipeline import affinity_stage
     from taskgroup.report import tables
 
+    if _launched(nproc):
+        return
     _positive("--steps", steps)
     _positive("--every", every)
     if lookahead is not None and lookahead not in LOOKAHEADS:
@@ -165,6 +170,9 @@ def train(
     baselines: Annotated[
         bool | None, typer.Option(help="also train each task alone and all together")
     ] = None,
+    nproc: Annotated[
+        int | None, typer.Option(help="processes per network (torch.distributed)")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Train one network per group, and the single-task and all-together baselines.
@@ -175,6 +183,8 @@ def train(
     from taskgroup.pipeline import GROUPS, run_recipe, train_stage
     from taskgroup.training.groups import read_groups
 
+    if _launched(nproc):
+        return
     _positive("--steps", steps)
     _positive("--workers", workers)
     spec = run_recipe(run_dir, None if recipe is None else load_recipe(recipe))
@@ -205,6 +215,7 @@ def run(
     data_root: Annotated[
         str | None, typer.Option(help="folder of a file-backed benchmark's files")
     ] = None,
+    nproc: Annotated[int | None, typer.Option(help="processes (torch.distributed, DDP)")] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """The whole pipeline: affinity → group → train → report, in one run directory.
@@ -216,6 +227,8 @@ def run(
     from taskgroup.pipeline import AFFINITY, affinity_stage, group_stage, report_stage, train_stage
     from taskgroup.report import tables
 
+    if _launched(nproc):
+        return
     _positive("--budget", budget)
     _positive("--workers", workers)
     spec = load_recipe(recipe).override(seed=seed, data_root=data_root)
@@ -328,16 +341,47 @@ def main(argv: list[str] | None = None) -> int:
 
     Usage errors (unknown options, missing arguments) are reported by click itself, with exit
     code 2; errors in values, files and recipes are ``ValueError``/``OSError`` raised by the
-    commands before they write anything.
+    commands before they write anything; a failed rank of a ``--nproc`` run is named.
+    Launched by torchrun (``WORLD_SIZE`` > 1), it joins the process group first; only rank 0
+    prints and writes.
     """
+    from taskgroup.training import distributed
+
+    global _ARGV
+    _ARGV = list(sys.argv[1:] if argv is None else argv)
+    quiet = distributed.init_from_env() and not distributed.is_writer()
     try:
-        app(args=argv, prog_name="taskgroup")
+        with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+            app(args=_ARGV, prog_name="taskgroup")
     except SystemExit as e:  # click's standalone mode ends every run with SystemExit
         return e.code if isinstance(e.code, int) else int(e.code is not None)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, distributed.LaunchError) as e:
         typer.echo(f"taskgroup: error: {e}", err=True)
         return 2
     return 0
+
+
+_ARGV: list[str] = []
+
+
+def _launched(nproc: int | None) -> bool:
+    """With ``--nproc N`` > 1 outside a distributed run: run this same command on N processes
+    (torchrun's launcher) and return True; the caller then has nothing left to do."""
+    from taskgroup.training import distributed
+
+    _positive("--nproc", nproc)
+    if nproc is None or nproc == 1 or distributed.active():
+        return False
+    argv, skip = [], False
+    for arg in _ARGV:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            argv.append(arg)
+    distributed.launch(nproc, argv)
+    return True
 
 
 if __name__ == "__main__":

@@ -11,8 +11,15 @@ from typing import Any
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so
-    readers see either the old file or the whole new one, never a partial write."""
+    readers see either the old file or the whole new one, never a partial write.
+
+    In a torch.distributed run only rank 0 writes (every rank holds the same results); the
+    others return the path without touching the file system."""
+    from taskgroup.training.distributed import is_writer
+
     path = Path(path)
+    if not is_writer():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = "wb" if isinstance(data, bytes) else "w"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

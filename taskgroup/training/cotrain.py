@@ -16,6 +16,7 @@ from taskgroup.affinity.tracker import AffinityTracker
 from taskgroup.data import get as get_benchmark
 from taskgroup.data.benchmark import Batch, Benchmark, make_optimizer
 from taskgroup.models import SharedSpec
+from taskgroup.training import distributed
 
 
 def cotrain(
@@ -87,6 +88,9 @@ def measure_affinity(
         optimizer: an optimizer name (``adam``, ``adamw``, ``sgd``) for a benchmark, or an
             optimizer instance for a module.
         seed: fixes the model initialisation and batch order (the caller's RNG is untouched).
+            Under torch.distributed every rank draws the same global batches of
+            ``batch_size`` rows and trains on its shard through DDP; the matrix is that of
+            one process on the global batches.
         progress: show a progress bar.
         on_step: ``on_step(step, losses)`` receives the detached ``[n]`` task losses of every
             training step (e.g. to log them).
@@ -105,7 +109,7 @@ def measure_affinity(
         opt_name = optimizer if isinstance(optimizer, str) else d.optimizer
         model = bench.make_model(seed=seed)
         opt = make_optimizer(model.parameters(), opt_name, lr, d.weight_decay)
-        data = bench.train.batches(batch_size, seed=seed)
+        data = distributed.sharded(bench.train.batches(batch_size, seed=seed))
         losses = bench.tasks.losses()
         config = {
             "benchmark": bench.name,
@@ -140,11 +144,14 @@ def measure_affinity(
         every=every,
         **lookahead_options,
     )
+    # Under torch.distributed the update goes through DDP (gradients averaged over the shards);
+    # the tracker reads the plain module and averages the lookahead across ranks itself.
+    trained = nn.parallel.DistributedDataParallel(model) if distributed.active() else model
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         cotrain(
-            model, data, losses, opt, steps, tracker=tracker, progress=progress, on_step=on_step
+            trained, data, losses, opt, steps, tracker=tracker, progress=progress, on_step=on_step
         )
     return tracker.result(
         steps_trained=steps, seed=seed, seconds=round(time.perf_counter() - started, 3), **config

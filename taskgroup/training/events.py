@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from taskgroup.training.distributed import is_writer
+
 LOG = "log.jsonl"
 TENSORBOARD = "tensorboard"
 
@@ -42,7 +44,7 @@ class EventLog:
         self.stage, self.run = stage, run
         self._fd: int | None = None
         self._writer = None
-        if run_dir is None:
+        if run_dir is None or not is_writer():  # in a distributed run, rank 0 logs
             return
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)

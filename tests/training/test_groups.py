@@ -88,9 +88,9 @@ def test_two_workers_give_the_same_results(bench, tmp_path, results):
 
 def test_bad_groupings_are_named(bench, tmp_path):
     names = bench.tasks.names
-    with pytest.raises(ValueError, match="unknown task.*'nope'"):
+    with pytest.raises(ValueError, match=r"unknown task.*'nope'"):
         check_groups([("g0_t0", "nope"), tuple(names)], names)
-    with pytest.raises(ValueError, match="misses task.*'g1_t1'"):
+    with pytest.raises(ValueError, match=r"misses task.*'g1_t1'"):
         check_groups([("g0_t0", "g0_t1", "g1_t0")], names)
     with pytest.raises(ValueError, match="repeats a task"):
         check_groups([("g0_t0", "g0_t0"), tuple(names)], names)
@@ -100,7 +100,7 @@ def test_bad_groupings_are_named(bench, tmp_path):
         train_groups(bench, [tuple(names)], "nope")
     path = tmp_path / "groups.json"
     path.write_text('{"groups": [["a"], []]}')
-    with pytest.raises(ValueError, match="groups.json: expected 'groups'"):
+    with pytest.raises(ValueError, match=r"groups\.json: expected 'groups'"):
         read_groups(path)
     path.write_text('[["a", "b"], ["c"]]')
     assert read_groups(path) == [("a", "b"), ("c",)]
