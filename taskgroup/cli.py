@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     Launched by torchrun (``WORLD_SIZE`` > 1), it joins the process group first; only rank 0
     prints and writes.
     """
-    from taskgroup.training import distributed
+    from taskgroup import distributed
 
     global _ARGV
     _ARGV = list(sys.argv[1:] if argv is None else argv)
@@ -367,7 +367,7 @@ _ARGV: list[str] = []
 def _launched(nproc: int | None) -> bool:
     """With ``--nproc N`` > 1 outside a distributed run: run this same command on N processes
     (torchrun's launcher) and return True; the caller then has nothing left to do."""
-    from taskgroup.training import distributed
+    from taskgroup import distributed
 
     _positive("--nproc", nproc)
     if nproc is None or nproc == 1 or distributed.active():

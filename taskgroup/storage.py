@@ -15,7 +15,7 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
 
     In a torch.distributed run only rank 0 writes (every rank holds the same results); the
     others return the path without touching the file system."""
-    from taskgroup.training.distributed import is_writer
+    from taskgroup.distributed import is_writer
 
     path = Path(path)
     if not is_writer():

@@ -11,7 +11,7 @@ import pytest
 
 from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.cli import main
-from taskgroup.training.distributed import LaunchError, _run_cli, launch
+from taskgroup.distributed import LaunchError, _run_cli, launch
 
 ARGS = ["affinity", "planted", "--steps", "6", "--every", "3", "--no-progress"]
 

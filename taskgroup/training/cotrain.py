@@ -10,13 +10,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from taskgroup import distributed
 from taskgroup.affinity.lookahead import LossFns, check_finite, stack_task_losses
 from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.affinity.tracker import AffinityTracker
 from taskgroup.data import get as get_benchmark
 from taskgroup.data.benchmark import Batch, Benchmark, make_optimizer
 from taskgroup.models import SharedSpec
-from taskgroup.training import distributed
 
 
 def cotrain(

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from taskgroup.training.distributed import is_writer
+from taskgroup.distributed import is_writer
 
 LOG = "log.jsonl"
 TENSORBOARD = "tensorboard"

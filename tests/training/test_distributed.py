@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import taskgroup as tg
-from taskgroup.training.distributed import shard
+from taskgroup.distributed import shard
 
 
 def _free_port() -> int:
@@ -59,7 +59,7 @@ def test_distributed_cotraining_equals_one_process(tmp_path):
 
 
 def test_shard_splits_contiguously_and_refuses_uneven_batches(monkeypatch):
-    import taskgroup.training.distributed as d
+    import taskgroup.distributed as d
 
     x = torch.arange(8.0)[:, None]
     monkeypatch.setattr(d, "rank_and_world", lambda: (1, 2))
