@@ -61,6 +61,9 @@ def affinity(
     data_root: Annotated[
         str | None, typer.Option(help="folder of a file-backed benchmark's files")
     ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda or cuda:N (default: cuda when available)")
+    ] = None,
     nproc: Annotated[int | None, typer.Option(help="processes (torch.distributed, DDP)")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
@@ -83,7 +86,7 @@ def affinity(
     settings = spec.stage("affinity") | _given(steps=steps, every=every, lookahead=lookahead)
     run_dir = out or _default_out(spec)
     started = time.perf_counter()
-    result = affinity_stage(spec, run_dir, settings, progress=progress)
+    result = affinity_stage(spec, run_dir, settings, progress=progress, device=device)
     typer.echo(tables.affinity_table(result))
     typer.echo(
         f"\n{len(result.trace_steps)} measurements over {result.metadata['steps_trained']}"
@@ -170,6 +173,9 @@ def train(
     baselines: Annotated[
         bool | None, typer.Option(help="also train each task alone and all together")
     ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda or cuda:N (default: cuda when available)")
+    ] = None,
     nproc: Annotated[
         int | None, typer.Option(help="processes per network (torch.distributed)")
     ] = None,
@@ -197,7 +203,9 @@ def train(
     settings = spec.stage("train") | _given(
         aggregator=aggregator, steps=steps, workers=workers, baselines=baselines
     )
-    results = train_stage(run_dir, spec, read_groups(groups_path), settings, progress=progress)
+    results = train_stage(
+        run_dir, spec, read_groups(groups_path), settings, progress=progress, device=device
+    )
     typer.echo(results.table())
     typer.echo(f"\n→ {run_dir}/results.json")
 
@@ -214,6 +222,9 @@ def run(
     workers: Annotated[int | None, typer.Option(help="networks trained in parallel")] = None,
     data_root: Annotated[
         str | None, typer.Option(help="folder of a file-backed benchmark's files")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda or cuda:N (default: cuda when available)")
     ] = None,
     nproc: Annotated[int | None, typer.Option(help="processes (torch.distributed, DDP)")] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
@@ -242,7 +253,9 @@ def run(
             typer.echo(f"affinity: reusing {run_dir / AFFINITY}")
             affinity_matrix = AffinityMatrix.load(run_dir / AFFINITY)
         else:
-            affinity_matrix = affinity_stage(spec, run_dir, settings, progress=progress)
+            affinity_matrix = affinity_stage(
+                spec, run_dir, settings, progress=progress, device=device
+            )
         typer.echo(tables.affinity_table(affinity_matrix) + "\n")
         stages.update()
         stages.set_description("group")
@@ -252,7 +265,9 @@ def run(
         stages.update()
         stages.set_description("train")
         train_settings = spec.stage("train") | _given(aggregator=aggregator, workers=workers)
-        results = train_stage(run_dir, spec, chosen.groups, train_settings, progress=progress)
+        results = train_stage(
+            run_dir, spec, chosen.groups, train_settings, progress=progress, device=device
+        )
         typer.echo("\n" + results.table())
         stages.update()
         stages.set_description("report")

@@ -27,7 +27,12 @@ REPORT = "report.html"
 
 
 def affinity_stage(
-    spec: Recipe, run_dir: Path, settings: Mapping[str, Any], *, progress: bool = False
+    spec: Recipe,
+    run_dir: Path,
+    settings: Mapping[str, Any],
+    *,
+    progress: bool = False,
+    device: str | None = None,
 ) -> AffinityMatrix:
     """Co-train the recipe's tasks and write ``affinity.json``, its plots and the event log."""
     from taskgroup.report import plots
@@ -45,7 +50,7 @@ def affinity_stage(
                 )
 
         result = measure_affinity(
-            bench, seed=spec.seed, progress=progress, on_step=on_step, **settings
+            bench, seed=spec.seed, progress=progress, on_step=on_step, device=device, **settings
         )
         for step, matrix in zip(result.trace_steps, result.trace, strict=True):
             log.scalars(
@@ -179,6 +184,7 @@ def train_stage(
     settings: Mapping[str, Any],
     *,
     progress: bool = False,
+    device: str | None = None,
 ) -> GroupResults:
     """Train every group and the baselines (``settings``: the recipe's ``[train]`` table with
     overrides); write ``results.json``. Finished trainings in ``run_dir`` are not repeated."""
@@ -191,7 +197,14 @@ def train_stage(
     aggregator = options.pop("aggregator", "mean")
     started = time.perf_counter()
     results = train_groups(
-        bench, groups, aggregator, seed=spec.seed, out=run_dir, progress=progress, **options
+        bench,
+        groups,
+        aggregator,
+        seed=spec.seed,
+        out=run_dir,
+        progress=progress,
+        device=device,
+        **options,
     )
     seconds = time.perf_counter() - started
     figures = {}

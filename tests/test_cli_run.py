@@ -159,3 +159,16 @@ def test_train_without_a_recorded_benchmark_asks_for_the_recipe(tmp_path, capsys
 def test_data_root_only_for_file_backed_benchmarks(tmp_path, capsys):
     assert main(["affinity", "planted", "--data-root", str(tmp_path)]) == 2
     one_line_error(capsys, "--data-root: benchmark 'planted' reads no files")
+
+
+def test_device_is_checked(tmp_path, capsys):
+    import torch
+
+    from taskgroup.data.benchmark import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="'nope' is not a torch device"):
+        resolve_device("nope")
+    if not torch.cuda.is_available():
+        assert main(["affinity", "planted", "--device", "cuda", "--no-progress"]) == 2
+        one_line_error(capsys, "CUDA is not available on this machine")

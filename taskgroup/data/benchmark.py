@@ -32,6 +32,33 @@ class DataSplit(Protocol):
     def chunks(self, batch_size: int) -> Iterator[Batch]: ...
 
 
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """``device`` checked (``ValueError`` when malformed or absent here); ``None`` picks CUDA
+    when available (the local rank's GPU under torchrun), else the CPU."""
+    if device is None:
+        if torch.cuda.is_available():
+            import os
+
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device (cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: CUDA is not available on this machine")
+    return device
+
+
+def to_device(batch: Batch, device: torch.device | str | None) -> Batch:
+    """``batch`` with its inputs (anything with ``.to``) and targets on ``device``."""
+    if device is None:
+        return batch
+    inputs, targets = batch
+    inputs = inputs.to(device) if hasattr(inputs, "to") else inputs
+    return inputs, {k: v.to(device) for k, v in targets.items()}
+
+
 def epoch_orders(n: int, seed: int, start_epoch: int = 0) -> Iterator[torch.Tensor]:
     """The shuffled row orders ``[n]`` of epochs ``start_epoch, start_epoch + 1, ...`` drawn
     from ``seed``; epoch ``e``'s order does not depend on ``start_epoch`` (resume-exact)."""

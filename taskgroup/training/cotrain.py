@@ -15,7 +15,7 @@ from taskgroup.affinity.lookahead import LossFns, check_finite, stack_task_losse
 from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.affinity.tracker import AffinityTracker
 from taskgroup.data import get as get_benchmark
-from taskgroup.data.benchmark import Batch, Benchmark, make_optimizer
+from taskgroup.data.benchmark import Batch, Benchmark, make_optimizer, resolve_device, to_device
 from taskgroup.models import SharedSpec
 
 
@@ -74,6 +74,7 @@ def measure_affinity(
     shared: SharedSpec = None,
     progress: bool = False,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
+    device: torch.device | str | None = None,
     **lookahead_options: Any,
 ) -> AffinityMatrix:
     """Co-train all tasks and return their mean lookahead affinity (TAG).
@@ -92,6 +93,8 @@ def measure_affinity(
             ``batch_size`` rows and trains on its shard through DDP; the matrix is that of
             one process on the global batches.
         progress: show a progress bar.
+        device: where a benchmark's model trains (default: CUDA when available, else the CPU;
+            a given ``nn.Module`` stays where it is).
         on_step: ``on_step(step, losses)`` receives the detached ``[n]`` task losses of every
             training step (e.g. to log them).
 
@@ -107,9 +110,13 @@ def measure_affinity(
         batch_size = batch_size or d.batch_size
         lr = d.lr if lr is None else lr
         opt_name = optimizer if isinstance(optimizer, str) else d.optimizer
-        model = bench.make_model(seed=seed)
+        device = resolve_device(device)
+        model = bench.make_model(seed=seed).to(device)
         opt = make_optimizer(model.parameters(), opt_name, lr, d.weight_decay)
-        data = distributed.sharded(bench.train.batches(batch_size, seed=seed))
+        data = (
+            to_device(batch, device)
+            for batch in distributed.sharded(bench.train.batches(batch_size, seed=seed))
+        )
         losses = bench.tasks.losses()
         config = {
             "benchmark": bench.name,
@@ -146,7 +153,12 @@ def measure_affinity(
     )
     # Under torch.distributed the update goes through DDP (gradients averaged over the shards);
     # the tracker reads the plain module and averages the lookahead across ranks itself.
-    trained = nn.parallel.DistributedDataParallel(model) if distributed.active() else model
+    trained = model
+    if distributed.active():
+        on_gpu = next(model.parameters()).is_cuda
+        trained = nn.parallel.DistributedDataParallel(
+            model, device_ids=[next(model.parameters()).device] if on_gpu else None
+        )
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

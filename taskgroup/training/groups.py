@@ -237,6 +237,7 @@ def train_groups(
     workers: int = 1,
     out: str | os.PathLike | None = None,
     progress: bool = False,
+    device: torch.device | str | None = None,
 ) -> GroupResults:
     """Train one network per group of ``grouping`` and, with ``baselines``, every task alone and
     all tasks together; see the module doc.
@@ -254,6 +255,7 @@ def train_groups(
             event log ``out/log.jsonl`` and ``out/tensorboard/``, and ``out/results.json``.
             A second call with the same ``out`` resumes: finished trainings are not repeated.
         progress: show progress bars.
+        device: where the networks train (default: CUDA when available, else the CPU).
 
     Returns :class:`GroupResults`; ``results.delta_m()`` is the Δm of the grouped solution.
     """
@@ -285,7 +287,7 @@ def train_groups(
         jobs.setdefault(group_key(everything, aggregator), (everything, settings))
 
     run_dir = None if out is None else Path(out)
-    done = _run_jobs(benchmark, jobs, run_dir, workers, progress)
+    done = _run_jobs(benchmark, jobs, run_dir, workers, progress, device)
 
     trained = [done[group_key(g, aggregator)] for g in groups]
     serves = {}
@@ -316,13 +318,20 @@ def _train_job(
     run_dir: Path | None,
     threads: int | None,
     progress: bool,
+    device: torch.device | str | None,
 ) -> GroupResult:
     if threads is not None:
         torch.set_num_threads(threads)
     key = group_key(tasks, settings.aggregator)
     directory = None if run_dir is None else run_dir / "train" / key
     return train_group(
-        benchmark, tasks, settings, directory=directory, run_dir=run_dir, progress=progress
+        benchmark,
+        tasks,
+        settings,
+        directory=directory,
+        run_dir=run_dir,
+        progress=progress,
+        device=device,
     )
 
 
@@ -332,20 +341,23 @@ def _run_jobs(
     run_dir: Path | None,
     workers: int,
     progress: bool,
+    device: torch.device | str | None,
 ) -> dict[str, GroupResult]:
     done: dict[str, GroupResult] = {}
     bar = tqdm(total=len(jobs), desc="training networks", unit="net", disable=not progress)
     try:
         if workers == 1:
             for key, (tasks, settings) in jobs.items():
-                done[key] = _train_job(benchmark, tasks, settings, run_dir, None, progress)
+                done[key] = _train_job(benchmark, tasks, settings, run_dir, None, progress, device)
                 bar.update()
             return done
         threads = max(1, torch.get_num_threads() // workers)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             futures = {
-                pool.submit(_train_job, benchmark, tasks, settings, run_dir, threads, False): key
+                pool.submit(
+                    _train_job, benchmark, tasks, settings, run_dir, threads, False, device
+                ): key
                 for key, (tasks, settings) in jobs.items()
             }
             for future in as_completed(futures):

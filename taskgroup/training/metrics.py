@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from taskgroup.affinity.lookahead import task_loss_list
-from taskgroup.data.benchmark import DataSplit
+from taskgroup.data.benchmark import DataSplit, to_device
 from taskgroup.tasks import StreamingMetric, TaskSet
 
 LOSS = "loss"
@@ -28,7 +28,8 @@ def evaluate(
     """Every task's mean loss (key ``"loss"``) and metrics over ``split``, in eval mode.
 
     Batch-mean metrics are averaged weighted by batch rows; :class:`StreamingMetric` metrics are
-    accumulated over the batches. The model's train/eval mode is restored afterwards.
+    accumulated over the batches, on the model's device. The model's train/eval mode is
+    restored afterwards.
 
     Returns ``{task_name: {"loss": float, metric_name: float, ...}}`` in task order.
     """
@@ -49,7 +50,9 @@ def evaluate(
     model.eval()
     try:
         with torch.no_grad():
-            for inputs, targets in split.chunks(batch_size):
+            device = next(model.parameters()).device
+            for batch in split.chunks(batch_size):
+                inputs, targets = to_device(batch, device)
                 outputs = model(inputs)
                 size = len(targets[tasks[0].name])
                 rows += size

@@ -27,9 +27,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from taskgroup import distributed
 from taskgroup.aggregators import get as get_aggregator
 from taskgroup.aggregators.step import MTLStep
-from taskgroup.data.benchmark import Benchmark, make_optimizer
+from taskgroup.data.benchmark import Benchmark, make_optimizer, resolve_device, to_device
 from taskgroup.storage import read_json, write_json
 from taskgroup.training.checkpoint import (
     load_checkpoint,
@@ -154,6 +155,7 @@ def train_group(
     run_dir: str | Path | None = None,
     progress: bool = False,
     on_step: Callable[[int], None] | None = None,
+    device: torch.device | str | None = None,
 ) -> GroupResult:
     """Train one network on ``tasks`` of ``benchmark`` (see the module doc).
 
@@ -168,6 +170,12 @@ def train_group(
         on_step: called with the number of steps done after every step (for tests and
             custom monitoring; an exception raised there interrupts training, and the last
             checkpoint stays for a resume).
+        device: where the network trains (default: CUDA when available, else the CPU).
+
+    Under torch.distributed every rank draws the same global batches of ``batch_size`` rows and
+    trains on its shard; per-task gradients (and the losses a loss weighting reads) are averaged
+    over the ranks before aggregation, so every rank takes the one-process step of the global
+    batch.
 
     Raises ``ValueError`` when ``directory`` holds a checkpoint of other settings, or a loss
     turns NaN/inf (naming the task; the last checkpoint is kept).
@@ -181,7 +189,8 @@ def train_group(
         _check_config(directory / RESULT, stored.get("config"), config)
         return GroupResult.from_dict(stored["result"])
 
-    model = bench.make_model(seed=settings.seed)
+    device = resolve_device(device)
+    model = bench.make_model(seed=settings.seed).to(device)
     optimizer = make_optimizer(
         model.parameters(), settings.optimizer, settings.lr, settings.weight_decay
     )
@@ -190,7 +199,7 @@ def train_group(
     parameters = sum(p.numel() for p in model.parameters())
     checkpoint = None
     if directory is not None and (directory / CHECKPOINT).exists():
-        checkpoint = load_checkpoint(directory / CHECKPOINT)
+        checkpoint = load_checkpoint(directory / CHECKPOINT)  # on the CPU; load_state_dict moves it
         _check_config(directory / CHECKPOINT, checkpoint.get("config"), config)
 
     key = group_key(tasks, settings.aggregator)
@@ -215,11 +224,11 @@ def train_group(
                 log.event(state["step"], "resumed", {"from_step": state["step"]})
             bar.update(state["step"])
             started = time.perf_counter() - state["seconds"]
-            batches = bench.train.batches(
-                settings.batch_size, seed=settings.seed, start=state["step"]
+            batches = distributed.sharded(
+                bench.train.batches(settings.batch_size, seed=settings.seed, start=state["step"])
             )
             while state["step"] < settings.steps and not _patience_spent(state, settings):
-                inputs, targets = next(batches)
+                inputs, targets = to_device(next(batches), device)
                 result = mtl(inputs, targets)
                 state["step"] += 1
                 step = state["step"]
