@@ -17,8 +17,20 @@ ARGS = ["affinity", "planted", "--steps", "6", "--every", "3", "--no-progress"]
 
 
 def _die_on_rank_1(argv: list[str]) -> int:
+    """Rank 1 dies mid-run: at its fourth co-training step."""
     if os.environ["RANK"] == "1":
-        os._exit(7)
+        from taskgroup.affinity.tracker import AffinityTracker
+
+        original = AffinityTracker.step
+        calls = []
+
+        def step(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 4:
+                os._exit(7)
+            return original(self, *args, **kwargs)
+
+        AffinityTracker.step = step
     return _run_cli(argv)
 
 
