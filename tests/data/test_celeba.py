@@ -231,3 +231,11 @@ def test_measure_affinity_runs_on_the_fabricated_benchmark(fake):
     assert A.values.shape == (9, 9) and A.tasks == TAG_NINE
     assert np.isfinite(A.values).all()
     assert celeba.build_model(bench.tasks).trunk(torch.zeros(2, 3, 64, 64)).shape == (2, 14400)
+
+
+def test_training_runs_on_the_fabricated_benchmark(fake, tmp_path):
+    bench = load(fake)
+    settings = taskgroup.TrainSettings.for_benchmark(bench, steps=2, eval_every=1, batch_size=4)
+    result = taskgroup.train_group(bench, TAG_NINE[:3], settings, directory=tmp_path / "g")
+    assert result.steps == 2 and set(result.test) == set(TAG_NINE[:3])
+    assert all(np.isfinite(v) for m in result.test.values() for v in m.values())

@@ -285,3 +285,12 @@ def test_measure_affinity_and_evaluation_run_on_the_fabricated_benchmark(fake):
     scores = {k: m.compute() for task in bench.tasks for k, m in task.metrics.items()}
     assert all(math.isfinite(v) for v in scores.values())
     assert all(0 <= scores[k] <= 1 for k in ("miou", "pixel_acc", "within_30"))
+
+
+def test_training_runs_on_the_fabricated_benchmark(fake, tmp_path):
+    bench = load(fake)
+    settings = taskgroup.TrainSettings.for_benchmark(bench, steps=2, eval_every=1, batch_size=2)
+    result = taskgroup.train_group(bench, bench.tasks.names, settings, directory=tmp_path / "g")
+    assert result.steps == 2
+    assert set(result.test["segmentation"]) >= {"loss", "miou", "pixel_acc"}
+    assert all(np.isfinite(v) for m in result.test.values() for v in m.values())

@@ -321,3 +321,10 @@ def test_missing_torch_geometric_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch_geometric", None)
     with pytest.raises(ImportError, match=r"pip install taskgroup\[qm9\]"):
         qm9.load(data_root=tmp_path)
+
+
+def test_training_runs_on_the_fabricated_root(bench, tmp_path):
+    settings = taskgroup.TrainSettings.for_benchmark(bench, steps=2, eval_every=1, batch_size=8)
+    result = taskgroup.train_group(bench, ["mu", "alpha"], settings, directory=tmp_path / "g")
+    assert result.steps == 2 and set(result.test) == {"mu", "alpha"}
+    assert all(np.isfinite(v) for m in result.test.values() for v in m.values())
