@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from taskgroup import distributed
 from taskgroup.data.benchmark import Benchmark
 from taskgroup.grouping.objective import Grouping
 from taskgroup.storage import read_json, write_json
@@ -263,6 +264,11 @@ def train_groups(
     groups = check_groups(groups, benchmark.tasks.names)
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if workers > 1 and distributed.active():
+        raise ValueError(
+            "workers > 1 cannot be combined with a distributed run (--nproc): every rank "
+            "trains the same network in step; run independent groups as separate jobs instead"
+        )
     common = {
         "options": dict(options or {}),
         "steps": steps,
