@@ -20,7 +20,9 @@ from taskgroup.tasks import Task, TaskSet
 from taskgroup.training.cotrain import measure_affinity
 from taskgroup.training.groups import GroupResults, train_groups
 from taskgroup.training.metrics import delta_m, evaluate
+from taskgroup.training.pairs import pair_results
 from taskgroup.training.trainer import GroupResult, TrainSettings, train_group
+from taskgroup.training.verified import verified_selection
 
 __version__ = "0.1.0"
 
@@ -43,9 +45,11 @@ __all__ = [
     "grouping",
     "lookahead_affinity",
     "measure_affinity",
+    "pair_results",
     "select_groups",
     "shared_parameter_names",
     "task_gradients",
     "train_group",
     "train_groups",
+    "verified_selection",
 ]

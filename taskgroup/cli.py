@@ -101,8 +101,18 @@ def group(
     ],
     budget: Annotated[int, typer.Option(help="the most groups (networks to train)")],
     method: Annotated[
-        str, typer.Option(help="auto, exact, milp, beam, greedy, spectral or community")
+        str,
+        typer.Option(
+            help="auto, exact, milp, beam, greedy, spectral, community, or hoa (Standley's "
+            "higher-order approximation from a pair table, see --pairs)"
+        ),
     ] = "auto",
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            help="pair table of tg.pair_results, for --method hoa (default DIR/pairs.json)"
+        ),
+    ] = None,
     partition: Annotated[bool, typer.Option(help="only disjoint groups")] = False,
     sweep: Annotated[
         bool, typer.Option(help="solve every budget 1..n and draw the score-vs-budget curve")
@@ -118,7 +128,8 @@ def group(
         Path | None, typer.Option(help="output directory (default: where the affinity is)")
     ] = None,
 ) -> None:
-    """Choose the groups of tasks to train together from an affinity matrix (TAG's selection).
+    """Choose the groups of tasks to train together from an affinity matrix (TAG's selection),
+    or with --method hoa from single-task and pair trainings (Standley et al.).
 
     Writes groups.json, groups_graph.png (and score_vs_budget.png with --sweep) and records the
     stage in manifest.json.
@@ -131,6 +142,16 @@ def group(
         path, run_dir = source, out or source.parent
     else:
         raise ValueError(f"{source}: no such file or directory")
+    if method == "hoa":
+        pairs = pairs or (source / "pairs.json" if source.is_dir() else None)
+        if pairs is None or not pairs.exists():
+            raise ValueError(
+                f"--method hoa needs a pair table: pass --pairs FILE (pairs.json written by "
+                f"tg.pair_results){'' if pairs is None else f'; {pairs} does not exist'}"
+            )
+        path = None
+    elif pairs is not None:
+        raise ValueError("--pairs is read by --method hoa only")
     chosen, curve = group_stage(
         path,
         run_dir,
@@ -140,8 +161,15 @@ def group(
         sweep=sweep,
         singleton_score=singleton_score,
         time_limit=time_limit,
+        pairs=pairs,
     )
     _print_grouping(chosen, curve)
+    if "cost" in chosen.info:
+        cost = chosen.info["cost"]
+        typer.echo(
+            f"\ncost of the pair table: {cost.get('networks', '?')} networks, "
+            f"{cost.get('steps', '?')} steps, {cost.get('seconds', '?')} s of training"
+        )
     plots = "groups_graph.png" + (", score_vs_budget.png" if sweep else "")
     typer.echo(f"\n→ {run_dir}/groups.json, {plots}")
 

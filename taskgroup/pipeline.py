@@ -86,7 +86,7 @@ def affinity_stage(
 
 
 def group_stage(
-    affinity_path: Path,
+    affinity_path: Path | None,
     run_dir: Path,
     *,
     budget: int,
@@ -95,12 +95,22 @@ def group_stage(
     sweep: bool = False,
     singleton_score: float | None = None,
     time_limit: float | None = None,
+    pairs: Path | None = None,
 ) -> tuple[Grouping, list[Grouping]]:
-    """Select groups from ``affinity_path``; write ``groups.json`` (with the sweep of budgets
-    1..n when ``sweep``) and its plots. Returns the chosen grouping and the sweep."""
+    """Select groups from ``affinity_path``, or with ``method="hoa"`` from the pair table
+    ``pairs`` (``pairs.json`` of :func:`~taskgroup.pair_results`; its HOA score matrix is what
+    the graph shows); write ``groups.json`` (with the sweep of budgets 1..n when ``sweep``) and
+    its plots. Returns the chosen grouping and the sweep."""
+    from taskgroup.grouping.pairs import PairTable
     from taskgroup.report import plots
 
-    affinity = AffinityMatrix.load(affinity_path)
+    if (method == "hoa") != (pairs is not None):
+        raise ValueError("method 'hoa' selects from a pair table (--pairs FILE), and only it")
+    if pairs is not None:
+        source = PairTable.load(pairs)
+        affinity = source.affinity()
+    else:
+        source = affinity = AffinityMatrix.load(affinity_path)
     n = len(affinity.tasks)
     if not isinstance(budget, int) or not 1 <= budget <= n:
         raise ValueError(f"the budget must lie in 1..{n} (the number of tasks), got {budget!r}")
@@ -115,16 +125,17 @@ def group_stage(
     }
     started = time.perf_counter()
     if sweep:
-        curve = sweep_budgets(affinity, **options)
+        curve = sweep_budgets(source, **options)
         chosen = curve[budget - 1]
     else:
         curve = []
-        chosen = select_groups(affinity, budget, **options)
+        chosen = select_groups(source, budget, **options)
     seconds = time.perf_counter() - started
     figures = {"groups_graph.png": plots.grouping_graph(affinity, chosen)}
     if sweep:
         figures["score_vs_budget.png"] = plots.score_vs_budget(curve, chosen=budget)
-    record = chosen.to_dict() | {"affinity": str(affinity_path)}
+    inputs = {"affinity": str(affinity_path)} if pairs is None else {"pairs": str(pairs)}
+    record = chosen.to_dict() | inputs
     if sweep:
         record["sweep"] = [
             {
@@ -145,7 +156,7 @@ def group_stage(
         run_dir,
         "group",
         {
-            "affinity": str(affinity_path),
+            **inputs,
             "budget": budget,
             **options,
             "sweep": sweep,

@@ -15,6 +15,9 @@ spectral   spectral clustering (scikit-learn) + local search      any      LP bo
 community  greedy modularity (networkx) + local search            any      LP bound
 auto       exact up to 22 tasks (60 s limit, then its bound);     any      as chosen
            beyond, the best of beam, spectral and community
+hoa        Standley's higher-order approximation from a           any      as auto
+           ``PairTable`` (single and pair trainings), reduced
+           exactly to this objective and solved by auto
 ========== ====================================================== ======== ====================
 
 The LP bound is exact up to 20 tasks (pricing over all 2^n served sets); beyond, it is made valid
@@ -39,7 +42,7 @@ from taskgroup.grouping.objective import (
     served_set_value,
 )
 
-METHODS = ("auto", "exact", "milp", "beam", "greedy", "spectral", "community")
+METHODS = ("auto", "exact", "milp", "beam", "greedy", "spectral", "community", "hoa")
 HEURISTICS = ("beam", "greedy", "spectral", "community")
 AUTO_EXACT_TASKS = 22
 AUTO_TIME_LIMIT = 60.0
@@ -246,6 +249,49 @@ def _blocks_of(grouping: Grouping) -> list[int]:
     return list(blocks.values())
 
 
+def _inputs(Z_or_A, tasks, method: str, singleton_score):
+    """``(values, names, singleton_score, solver method, hoa facts or None)``: a
+    :class:`~taskgroup.grouping.pairs.PairTable` with ``method="hoa"`` becomes its exact TAG
+    score matrix with singletons worth 0 (see :mod:`taskgroup.grouping.pairs`)."""
+    from taskgroup.grouping.pairs import PairTable
+
+    if method != "hoa" and not isinstance(Z_or_A, PairTable):
+        values, names = affinity_problem(Z_or_A, tasks)
+        return values, names, check_singleton_score(singleton_score), method, None
+    if not isinstance(Z_or_A, PairTable):
+        raise ValueError(
+            "method='hoa' needs a PairTable of single-task and pair losses "
+            f"(tg.pair_results or tg.grouping.PairTable), got {type(Z_or_A).__name__}"
+        )
+    if method != "hoa":
+        raise ValueError(f"a PairTable is selected from with method='hoa', got method={method!r}")
+    if singleton_score is not None:
+        raise ValueError(
+            "method='hoa' values a task trained alone by its single-task loss; "
+            "leave singleton_score=None"
+        )
+    table = Z_or_A if tasks is None else Z_or_A.select(_task_list(tasks))
+    return table.scores(), list(table.tasks), 0.0, "auto", {"cost": dict(table.cost)}
+
+
+def _task_list(tasks) -> list[str]:
+    if isinstance(tasks, str) or not isinstance(tasks, Sequence):
+        raise ValueError(f"tasks must be a list of task names, got {tasks!r}")
+    return [str(t) for t in tasks]
+
+
+def _as_hoa(grouping: Grouping, facts: dict) -> Grouping:
+    """Relabel a grouping solved on a pair table's score matrix as ``method="hoa"``; its score
+    is Σ_t (1 − est_t / single_t), so the estimated Δm on the losses is −100 · score / n."""
+    grouping.info = grouping.info | {
+        "solver": grouping.method,
+        "cost": facts["cost"],
+        "estimated_delta_m_loss": -100.0 * grouping.score / len(grouping.tasks),
+    }
+    grouping.method = "hoa"
+    return grouping
+
+
 def select_groups(
     Z_or_A,
     budget: int,
@@ -266,7 +312,10 @@ def select_groups(
         tasks: names of the rows of an array (default ``"0"…"n-1"``), or a subset of an
             AffinityMatrix's tasks to group.
         method: ``"auto"``, ``"exact"``, ``"milp"``, ``"beam"``, ``"greedy"``, ``"spectral"``
-            or ``"community"`` (see :mod:`taskgroup.grouping.select`).
+            or ``"community"`` (see :mod:`taskgroup.grouping.select`); ``"hoa"`` when
+            ``Z_or_A`` is a :class:`~taskgroup.grouping.PairTable` (Standley's higher-order
+            approximation, :mod:`taskgroup.grouping.pairs`; its score is Σ_t (1 − est_t /
+            single_t), ``info["cost"]`` what the table cost).
         partition: only disjoint groups.
         singleton_score: ``None`` (TAG: a task alone serves nothing) or the value of a task
             trained alone (``0.0``: no transfer).
@@ -279,13 +328,13 @@ def select_groups(
         A :class:`~taskgroup.grouping.Grouping`. Raises ``ValueError`` on bad input before any
         work.
     """
-    values, names = affinity_problem(Z_or_A, tasks)
-    singleton_score = check_singleton_score(singleton_score)
+    values, names, singleton_score, method, hoa = _inputs(Z_or_A, tasks, method, singleton_score)
     _check(budget, len(names), method, partition, time_limit, singleton_score)
     if method == "exact":
         exact.check_size(len(names), "exact")
     problem = _Problem(values, names, bool(partition), singleton_score, int(seed))
-    return _solve(problem, int(budget), method, time_limit)
+    grouping = _solve(problem, int(budget), method, time_limit)
+    return grouping if hoa is None else _as_hoa(grouping, hoa)
 
 
 def sweep(
@@ -303,8 +352,7 @@ def sweep(
     the score-vs-budget curve. The work that budgets share (the table of served-set values, the
     compiled MILP) is done once, and each budget's search starts from the previous budget's
     grouping (admissible for a larger budget), so the scores never decrease."""
-    values, names = affinity_problem(Z_or_A, tasks)
-    singleton_score = check_singleton_score(singleton_score)
+    values, names, singleton_score, method, hoa = _inputs(Z_or_A, tasks, method, singleton_score)
     n = len(names)
     chosen = list(range(1, n + 1)) if budgets is None else sorted(set(budgets))
     if not chosen:
@@ -336,4 +384,4 @@ def sweep(
                 info=grouping.info | {"kept_smaller_budget": True},
             )
         out.append(grouping)
-    return out
+    return out if hoa is None else [_as_hoa(g, hoa) for g in out]
