@@ -52,12 +52,14 @@ def task_gradients(
             )
             rows.append(torch.cat([g.reshape(g.shape[0], -1) for g in grads], dim=1))
         return torch.cat(rows) if len(rows) > 1 else rows[0]
-    out = torch.empty(
-        n, sum(p.numel() for p in params), dtype=params[0].dtype, device=params[0].device
-    )
-    for i in range(n):  # one [n, P] allocation: rows are written in place
+    flat = []
+    for i in range(n):
         grads = torch.autograd.grad(
             task_losses[i], params, retain_graph=True, allow_unused=True, materialize_grads=True
         )
-        torch.cat([g.reshape(-1) for g in grads], out=out[i])
-    return out
+        flat.extend(g.reshape(-1) for g in grads)
+    if not flat:
+        return params[0].new_empty(0, sum(p.numel() for p in params))
+    # one cat of the n·len(params) pieces in row-major order is the [n, P] matrix (fewer calls
+    # than n row-wise cats)
+    return torch.cat(flat).view(n, -1)

@@ -38,17 +38,9 @@ class MultiTaskModel(nn.Module):
         return {name: head(features) for name, head in self.heads.items()}
 
 
-def shared_parameter_names(model: nn.Module, shared: SharedSpec = None) -> list[str]:
-    """Names (as in ``model.named_parameters()``) of the shared parameters θ_s.
-
-    Args:
-        model: the multi-task model.
-        shared: a submodule of ``model`` (all its parameters are shared), an iterable of parameter
-            names, a predicate ``name -> bool``, or ``None`` for a :class:`MultiTaskModel`'s trunk.
-
-    Returns the names in ``model.named_parameters()`` order, restricted to parameters that require
-    grad. Raises ``ValueError`` when the spec matches nothing or names unknown parameters.
-    """
+def shared_parameters(model: nn.Module, shared: SharedSpec = None) -> dict[str, nn.Parameter]:
+    """``{name: parameter}`` of the shared parameters θ_s in ``model.named_parameters()`` order:
+    :func:`shared_parameter_names` (same arguments and errors) with the tensors, from one walk."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if shared is None:
         if not isinstance(model, MultiTaskModel):
@@ -85,4 +77,18 @@ def shared_parameter_names(model: nn.Module, shared: SharedSpec = None) -> list[
             raise ValueError("shared= is an empty list; name at least one shared parameter")
         chosen = set(wanted)
         names = [n for n in params if n in chosen]
-    return names
+    return {n: params[n] for n in names}
+
+
+def shared_parameter_names(model: nn.Module, shared: SharedSpec = None) -> list[str]:
+    """Names (as in ``model.named_parameters()``) of the shared parameters θ_s.
+
+    Args:
+        model: the multi-task model.
+        shared: a submodule of ``model`` (all its parameters are shared), an iterable of parameter
+            names, a predicate ``name -> bool``, or ``None`` for a :class:`MultiTaskModel`'s trunk.
+
+    Returns the names in ``model.named_parameters()`` order, restricted to parameters that require
+    grad. Raises ``ValueError`` when the spec matches nothing or names unknown parameters.
+    """
+    return list(shared_parameters(model, shared))

@@ -29,10 +29,10 @@ from torch.func import functional_call, vmap
 
 from taskgroup.affinity.optimizer_step import stepped_parameters
 from taskgroup.gradients import flatten, task_gradients
-from taskgroup.models import SharedSpec, shared_parameter_names
+from taskgroup.models import SharedSpec, shared_parameters
 
-LOOKAHEADS = ("sgd", "optimizer", "first_order")
-Lookahead = Literal["sgd", "optimizer", "first_order"]
+LOOKAHEADS = ("sgd", "optimizer", "first_order", "cosine")
+Lookahead = Literal["sgd", "optimizer", "first_order", "cosine"]
 VECTORIZE = ("auto", "loop", "vmap")
 Vectorize = Literal["auto", "loop", "vmap"]
 LossFns = Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
@@ -94,18 +94,23 @@ def repeatable_randomness(
 ) -> Iterator[Callable[[], None]]:
     """Fork the RNG; yield ``reset()`` that rewinds it to the fork point, or to ``cpu_state``
     when given (same dropout masks in every forward). The caller's stream is restored on exit."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        if cpu_state is None:
-            cpu_state = torch.get_rng_state()
-        cuda_state = torch.cuda.get_rng_state(device) if devices else None
+    # what torch.random.fork_rng does for these two generators, without its per-call overhead
+    caller_cpu = torch.get_rng_state()
+    cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    if cpu_state is None:
+        cpu_state = caller_cpu
 
-        def reset() -> None:
-            torch.set_rng_state(cpu_state)
-            if cuda_state is not None:
-                torch.cuda.set_rng_state(cuda_state, device)
+    def reset() -> None:
+        torch.set_rng_state(cpu_state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state(cuda_state, device)
 
+    try:
         yield reset
+    finally:
+        torch.set_rng_state(caller_cpu)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state(cuda_state, device)
 
 
 def has_tied_tensors(model: nn.Module) -> bool:
@@ -117,23 +122,22 @@ def has_tied_tensors(model: nn.Module) -> bool:
     ``functional_call`` cannot restore such a model and would silently replace its parameters
     by plain tensors."""
     seen_modules: dict[int, str] = {}
+    seen: set[int] = set()
+    tied = False
+    # one walk (named_parameters/named_buffers would each walk the modules again)
     for name, module in model.named_modules(remove_duplicate=False):
         first = seen_modules.setdefault(id(module), name)
-        if first != name and any(True for _ in module.parameters(recurse=False)):
+        if first != name and any(p is not None for p in module._parameters.values()):
             raise ValueError(
                 f"submodule {first!r} is also registered as {name!r}; torch.func.functional_call "
                 f"cannot restore a model with aliased submodules: register it once (tie single "
                 f"parameters instead, e.g. a.weight = b.weight)"
             )
-    seen: set[int] = set()
-    named = chain(
-        model.named_parameters(remove_duplicate=False), model.named_buffers(remove_duplicate=False)
-    )
-    for _, tensor in named:
-        if id(tensor) in seen:
-            return True
-        seen.add(id(tensor))
-    return False
+        for tensor in chain(module._parameters.values(), module._buffers.values()):
+            if tensor is not None:
+                tied = tied or id(tensor) in seen
+                seen.add(id(tensor))
+    return tied
 
 
 def lookahead_losses(
@@ -224,6 +228,8 @@ def _resolve_lookahead(lookahead, optimizer, lr) -> tuple[str, float]:
         raise ValueError('lookahead="optimizer" needs the optimizer= that trains the model')
     if lr is None and optimizer is not None:
         lr = float(optimizer.param_groups[0]["lr"])
+    if lr is None and lookahead == "cosine":
+        lr = 1.0  # the cosine has no step size
     if lr is None:
         raise ValueError(f'lookahead="{lookahead}" needs lr= (or an optimizer= to read it from)')
     if not lr > 0:
@@ -256,8 +262,8 @@ def measure_lookahead(
         raise ValueError(f"targets has no entry for task(s) {', '.join(map(repr, missing))}")
     if any(len(targets[n]) == 0 for n in names):
         raise ValueError("empty batch: the targets have no rows")
-    shared_names = shared_parameter_names(model, shared)
-    shared_params = [model.get_parameter(n) for n in shared_names]
+    shared_by_name = shared_parameters(model, shared)
+    shared_names, shared_params = list(shared_by_name), list(shared_by_name.values())
     # cloned buffers absorb batch-norm running-stat updates; the model's own stay untouched
     buffers = {n: b.clone() for n, b in model.named_buffers()}
     tied = has_tied_tensors(model)
@@ -276,21 +282,25 @@ def measure_lookahead(
         if across_ranks:
             grads = _average_across_ranks(grads)
             base = _average_across_ranks(base)
-        zero = [names[j] for j in range(len(names)) if float(base[j]) == 0.0]
-        if zero:
+        if bool((base == 0).any()):
+            zero = [names[j] for j in range(len(names)) if float(base[j]) == 0.0]
             raise ValueError(
                 f"the loss of task(s) {', '.join(zero)} is exactly 0 on this batch, so the "
                 f"relative change that defines affinity is undefined"
             )
         base64 = base.double()
-        if lookahead == "first_order":
+        if lookahead in ("first_order", "cosine"):
             gram = grads.double() @ grads.double().T
+            if lookahead == "cosine":  # a zero gradient has cosine 0 with every task
+                norms = gram.diagonal().sqrt()
+                norms = torch.where(norms > 0, norms, torch.inf)
+                return LookaheadMeasurement(gram / norms[:, None] / norms[None, :], base, lr)
             return LookaheadMeasurement(lr * gram / base64[None, :], base, lr)
-        theta = flatten([p.detach() for p in shared_params])
+        # the steps overwrite grads in place (they are not reused): [n, P] stays in cache
         if lookahead == "sgd":
-            moved = grads.mul_(-lr).add_(theta)  # θ_s − lr g_i, in place: grads are not reused
+            moved = grads.mul_(-lr).add_(flatten([p.detach() for p in shared_params]))
         else:
-            moved = stepped_parameters(optimizer, shared_params, grads)
+            moved = stepped_parameters(optimizer, shared_params, grads, overwrite=True)
         after = lookahead_losses(
             model,
             inputs,
@@ -340,7 +350,9 @@ def lookahead_affinity(
         lr: step size of ``"sgd"`` and ``"first_order"`` (read from ``optimizer`` when omitted).
         lookahead: ``"sgd"`` (u_i = −lr ∇L_i), ``"optimizer"`` (the step ``optimizer`` would take
             from its current state on ∇L_i alone; SGD/Adam/AdamW) or ``"first_order"`` (the
-            Taylor estimate lr g_i·g_j / L_j from the Gramian, no lookahead forwards). Default:
+            Taylor estimate lr g_i·g_j / L_j from the Gramian, no lookahead forwards) or
+            ``"cosine"`` (the gradient cosine g_i·g_j / (|g_i| |g_j|), a common baseline signal,
+            no lookahead either). Default:
             ``"optimizer"`` when an optimizer is given, else ``"sgd"``.
         optimizer: the live optimizer (read only).
         distributed: average gradients and losses over the initialised process group so every

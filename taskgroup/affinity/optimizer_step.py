@@ -8,7 +8,10 @@ decoupled), AMSGrad and ``maximize`` — without touching the optimizer or the p
 The flat parameter vector is cut into runs of consecutive parameters that share a param group and
 an optimizer-state signature (usually a single run); each run is updated for all n rows at once
 with scalar hyper-parameters and fused arithmetic (``lerp``, ``addcmul``, ``addcdiv``: five passes
-over ``[n, P]`` for Adam), with no loop over parameters and no per-element hyper-parameters.
+over ``[n, P]`` for Adam), with no loop over parameters and no per-element hyper-parameters. With
+``overwrite=True`` the result is written into ``grads`` itself (one ``[n, P]`` temporary for
+Adam instead of three, none for SGD): the lookahead, which does not reuse the gradients, keeps
+its working set in cache that way.
 """
 
 from __future__ import annotations
@@ -59,22 +62,24 @@ def _state(optimizer, params: Sequence[torch.Tensor], key: str) -> torch.Tensor:
 # operand, a broadcast [P] makes torch.add/lerp several times slower than an expanded view.
 
 
-def _sgd(g, theta, group, keys, params, optimizer) -> torch.Tensor:
+def _sgd(g, theta, group, keys, params, optimizer, out) -> torch.Tensor:
+    """SGD's step for every row of ``g``; ``out`` (``g`` itself or ``None``) receives it."""
     lr, momentum = float(group["lr"]), group["momentum"]
     theta = theta.expand_as(g)
     if group["weight_decay"]:
-        g = torch.add(g, theta, alpha=group["weight_decay"])
+        g = torch.add(g, theta, alpha=group["weight_decay"], out=out)
     if momentum and "momentum_buffer" in keys:
         buf = _state(optimizer, params, "momentum_buffer").mul(momentum).expand_as(g)
         buf = torch.add(buf, g, alpha=1 - group["dampening"])
     else:  # the first momentum step copies the gradient into the buffer
         buf = g
     if group["nesterov"]:
-        return torch.add(theta, torch.add(g, buf, alpha=momentum), alpha=-lr)
-    return torch.add(theta, buf, alpha=-lr)
+        return torch.add(theta, torch.add(g, buf, alpha=momentum, out=out), alpha=-lr, out=out)
+    return torch.add(theta, buf, alpha=-lr, out=out)
 
 
-def _adam(g, theta, group, keys, step, params, optimizer) -> torch.Tensor:
+def _adam(g, theta, group, keys, step, params, optimizer, out) -> torch.Tensor:
+    """Adam's step for every row of ``g``; ``out`` (``g`` itself or ``None``) receives it."""
     beta1, beta2 = (float(b) for b in group["betas"])
     lr, weight_decay = float(group["lr"]), group["weight_decay"]
     decoupled = group.get("decoupled_weight_decay", isinstance(optimizer, torch.optim.AdamW))
@@ -82,8 +87,9 @@ def _adam(g, theta, group, keys, step, params, optimizer) -> torch.Tensor:
     if weight_decay and decoupled:
         start = theta.mul(1 - lr * weight_decay)
     elif weight_decay:
-        g = torch.add(g, theta, alpha=weight_decay)
+        g = torch.add(g, theta, alpha=weight_decay, out=out)
     start = start.expand_as(g)
+    # v may overwrite g (elementwise, exact overlap) once m has read it
     if "exp_avg" in keys:
         m = torch.lerp(_state(optimizer, params, "exp_avg").expand_as(g), g, 1 - beta1)
         v = torch.addcmul(
@@ -91,28 +97,35 @@ def _adam(g, theta, group, keys, step, params, optimizer) -> torch.Tensor:
             g,
             g,
             value=1 - beta2,
+            out=out,
         )
     else:
         m = g.mul(1 - beta1)
-        v = torch.mul(g, g).mul_(1 - beta2)
+        v = torch.mul(g, g, out=out).mul_(1 - beta2)
     if group["amsgrad"] and "max_exp_avg_sq" in keys:
         torch.maximum(v, _state(optimizer, params, "max_exp_avg_sq"), out=v)
     # m / (sqrt(v) / sqrt(bc2) + eps) == sqrt(bc2) · m / (sqrt(v) + eps · sqrt(bc2))
     t = step + 1
     root_bc2 = math.sqrt(1 - beta2**t)
     denominator = v.sqrt_().add_(group["eps"] * root_bc2)
-    return torch.addcdiv(start, m, denominator, value=-lr * root_bc2 / (1 - beta1**t))
+    return torch.addcdiv(start, m, denominator, value=-lr * root_bc2 / (1 - beta1**t), out=out)
 
 
 def stepped_parameters(
-    optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], grads: torch.Tensor
+    optimizer: torch.optim.Optimizer,
+    params: Sequence[torch.Tensor],
+    grads: torch.Tensor,
+    *,
+    overwrite: bool = False,
 ) -> torch.Tensor:
     """Parameters ``Θ: [n, P]`` after the step the optimizer would take on each gradient row.
 
     Args:
         optimizer: a ``torch.optim.SGD``, ``Adam`` or ``AdamW`` that trains ``params``.
         params: the parameters whose update is wanted (their flat layout defines ``P``).
-        grads: ``[n, P]`` candidate gradients, one per row (not modified).
+        grads: ``[n, P]`` candidate gradients, one per row (not modified unless ``overwrite``).
+        overwrite: write ``Θ`` into ``grads`` (same values, fewer ``[n, P]`` temporaries) and
+            return it; for callers that do not need the gradients afterwards.
 
     Returns ``Θ`` with ``Θ[i]`` equal to the flat parameters after ``optimizer.step()`` with
     gradient ``grads[i]`` (to float rounding). The optimizer and the parameters are not modified.
@@ -125,11 +138,14 @@ def stepped_parameters(
     pieces = []
     for group, keys, step, run, start, stop in _runs(optimizer, params):
         g = grads[:, start:stop]
+        out = g if overwrite else None
         if group["maximize"]:
-            g = -g
+            g = torch.neg(g, out=out)
         theta = flatten([p.detach() for p in run])
         if isinstance(optimizer, torch.optim.SGD):
-            pieces.append(_sgd(g, theta, group, keys, run, optimizer))
+            pieces.append(_sgd(g, theta, group, keys, run, optimizer, out))
         else:
-            pieces.append(_adam(g, theta, group, keys, step, run, optimizer))
+            pieces.append(_adam(g, theta, group, keys, step, run, optimizer, out))
+    if overwrite:
+        return grads
     return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)

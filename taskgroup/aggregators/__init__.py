@@ -69,13 +69,19 @@ def _cls(name: str):
 
 
 def options(name: str) -> dict[str, Any]:
-    """The keyword options of aggregator ``name`` with their defaults."""
-    signature = inspect.signature(_cls(name).__init__)
-    return {
-        p.name: p.default
-        for p in signature.parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    }
+    """The keyword options of aggregator ``name`` with their defaults (an ``__init__`` that
+    passes ``**options`` on to its base class offers the base class's options too)."""
+    found: dict[str, Any] = {}
+    for cls in _cls(name).__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        for p in parameters:
+            if p.kind is inspect.Parameter.KEYWORD_ONLY:
+                found.setdefault(p.name, p.default)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            break
+    return found
 
 
 def get(name: str, **opts: Any) -> Aggregator | LossWeighting:

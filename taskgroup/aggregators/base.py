@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from taskgroup.distributed import average, average_grads
 from taskgroup.gradients import task_gradients
 
 Params = Sequence[torch.Tensor] | nn.Module
@@ -65,8 +66,10 @@ def check_count(name: str, value: int, *, low: int = 1) -> int:
     return value
 
 
-def check_matrix(G: torch.Tensor, what: str = "G") -> None:
-    """Raise a clear error unless ``G`` is a finite floating-point matrix ``[k >= 1, d >= 1]``."""
+def check_matrix(G: torch.Tensor, what: str = "G", *, finite: bool = True) -> None:
+    """Raise a clear error unless ``G`` is a finite floating-point matrix ``[k >= 1, d >= 1]``
+    (``finite=False``: leave the entries to the caller, e.g. :func:`gramian`, which checks them
+    through K at no extra pass over G)."""
     if not isinstance(G, torch.Tensor):
         raise TypeError(f"{what} must be a torch.Tensor [k, d], got {type(G).__name__}")
     if G.ndim != 2:
@@ -77,6 +80,8 @@ def check_matrix(G: torch.Tensor, what: str = "G") -> None:
         raise ValueError(f"{what} must have at least one task and one column, got {tuple(G.shape)}")
     if not G.is_floating_point():
         raise ValueError(f"{what} must be a floating-point tensor, got {G.dtype}")
+    if not finite:
+        return
     # a NaN or inf anywhere makes the sum non-finite (a finite sum that overflows is re-checked)
     if not bool(torch.isfinite(G.sum())) and not bool(torch.isfinite(G).all()):
         rows = torch.nonzero(~torch.isfinite(G).all(dim=1)).flatten().tolist()
@@ -119,12 +124,15 @@ def gramian(G: torch.Tensor) -> np.ndarray:
 
     When G's dtype cannot hold the products (overflow, or a non-zero row whose squared norm
     underflows to 0, e.g. float32 entries below 1e-23), K is recomputed from G / max|G| and scaled
-    back in float64; a Gramian that float64 cannot hold raises ``ValueError``.
+    back in float64; a Gramian that float64 cannot hold raises ``ValueError``. Non-finite
+    entries of G raise :func:`check_matrix`'s ``ValueError`` (they make K non-finite: K_ii sums
+    the squares of row i).
     """
     G = G.detach()
     K = (G @ G.T).to("cpu", torch.float64).numpy()
-    zero = np.diag(K) == 0
+    zero = K.diagonal() == 0
     if not np.isfinite(K).all() or (zero.any() and (zero & G.any(dim=1).cpu().numpy()).any()):
+        check_matrix(G)
         scale = G.abs().max()
         K = (G / scale) @ (G / scale).T
         K = K.to("cpu", torch.float64).numpy() * float(scale) ** 2
@@ -286,6 +294,7 @@ class Aggregator(ABC):
         batched: bool = True,
         chunk_size: int | None = None,
         context: Any = None,
+        distributed: bool = False,
     ) -> Aggregation:
         """Fill ``.grad`` for one training step, in place of ``losses.sum().backward()``.
 
@@ -304,6 +313,9 @@ class Aggregator(ABC):
             batched: per-task gradients in one vmapped backward (``False``: k backward passes).
             chunk_size: with ``batched``, at most this many tasks per backward (bounds memory).
             context: extra input of methods that need more than G (``transference``).
+            distributed: average G (and every gradient the step fills) over the ranks of the
+                initialised process group before aggregating, so every rank takes the step of
+                the global batch (each rank's losses must be its shard's means).
 
         Gradients accumulate into ``.grad`` like ``Tensor.backward``. Returns the step's
         :class:`Aggregation` (the direction is in the space of ``features`` when given).
@@ -313,9 +325,11 @@ class Aggregator(ABC):
         others = _other_parameters(losses, shared, task_params)
         reused = self._reused_weights(losses.shape[0])
         if reused is not None:
-            return self._backward_weighted(losses, shared, others, reused)
+            return self._backward_weighted(losses, shared, others, reused, distributed)
         if features is None:
             G = task_gradients(per_task, shared, batched=batched, chunk_size=chunk_size)
+            if distributed:
+                G = average(G)
             result = self.aggregate(G, context=context)
             shared_grads = _unflatten(result.direction, shared)
         else:
@@ -334,6 +348,8 @@ class Aggregator(ABC):
             )
             shared_grads = _bound(shared_grads, self.max_norm)
         _accumulate_heads(losses, others)
+        if distributed:
+            average_grads(others)
         _accumulate(shared, shared_grads)
         return result
 
@@ -342,7 +358,7 @@ class Aggregator(ABC):
         ``None`` when the step needs G."""
         return None
 
-    def _backward_weighted(self, losses, shared, others, weights) -> Aggregation:
+    def _backward_weighted(self, losses, shared, others, weights, distributed) -> Aggregation:
         weights = weights.to(losses.dtype)
         grads = torch.autograd.grad(
             (losses * weights).sum(),
@@ -351,12 +367,16 @@ class Aggregator(ABC):
             allow_unused=True,
             materialize_grads=True,
         )
+        if distributed:
+            grads = _unflatten(average(torch.cat([g.reshape(-1) for g in grads])), shared)
         norm = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
         if self.max_norm > 0:
             scale = torch.clamp(self.max_norm / torch.clamp(norm, min=1e-300), max=1.0)
             grads = [g * scale for g in grads]
             weights = weights * scale
         _accumulate_heads(losses, others)
+        if distributed:
+            average_grads(others)
         _accumulate(shared, grads)
         direction = torch.cat([g.reshape(-1) for g in grads])
         return Aggregation(direction, weights, {"status": "reused"})
@@ -383,6 +403,10 @@ class GramianAggregator(Aggregator):
     def _weigh(self, K: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         """Weights (float64 ``[k]``) and info from the float64 Gramian."""
 
+    def aggregate(self, G: torch.Tensor, *, context: Any = None) -> Aggregation:
+        check_matrix(G, finite=False)  # the entries are checked through K, in :func:`gramian`
+        return self._run(G, context, self.max_norm)
+
     def _aggregate(self, G: torch.Tensor, context: Any) -> Aggregation:
         return self._run(G, context, 0.0)
 
@@ -390,11 +414,11 @@ class GramianAggregator(Aggregator):
         K = gramian(G)
         weights, info = self._weigh(K)
         if max_norm > 0:  # ‖Gᵀw‖² = wᵀKw: bound the direction before forming it
-            norm = float(np.sqrt(max(float(weights @ K @ weights), 0.0)))
+            norm = math.sqrt(max(float(weights @ K @ weights), 0.0))
             if norm > max_norm:
                 weights = weights * (max_norm / norm)
-        if np.abs(weights).max() < torch.finfo(G.dtype).max / G.shape[0]:
-            w = torch.as_tensor(weights, dtype=G.dtype).to(G.device)
+        if float(np.abs(weights).max()) < torch.finfo(G.dtype).max / G.shape[0]:
+            w = torch.as_tensor(weights, dtype=G.dtype, device=G.device)
             return Aggregation(w @ G, w, info)
         # scale-free weights (Nash-MTL) of tiny gradients can exceed G's dtype: combine in float64
         w = torch.as_tensor(weights, dtype=torch.float64).to(G.device)
@@ -469,13 +493,26 @@ class LossWeighting(ABC):
         """``(objective, detached weights)`` for validated losses."""
 
     def backward(
-        self, losses: torch.Tensor, shared_params: Params | None = None, **_: Any
+        self,
+        losses: torch.Tensor,
+        shared_params: Params | None = None,
+        *,
+        distributed: bool = False,
+        **_: Any,
     ) -> Aggregation:
         """Back-propagate the weighted objective (fills ``.grad`` of every parameter the losses
         depend on, and of the weighting's own parameters); with ``max_norm`` > 0 and
-        ``shared_params`` given, clip the shared parameters' gradient to that norm."""
+        ``shared_params`` given, clip the shared parameters' gradient to that norm.
+
+        ``distributed``: the weights are computed from the losses averaged over the ranks and
+        every gradient is averaged over them, so every rank takes the step of the global batch.
+        """
+        if distributed:  # global values for the weights, this rank's graph for the gradients
+            losses = losses + (average(losses.detach()) - losses.detach())
         objective, weights = self.weigh(losses)
+        leaves = _leaf_tensors(objective) if distributed else []
         objective.backward()
+        average_grads(leaves)
         if shared_params is not None:
             shared = _parameters(shared_params, "shared_params")
             _clip(shared, self.max_norm)

@@ -13,11 +13,14 @@ MGDA. (Liu et al., "Conflict-Averse Gradient Descent for Multi-task Learning", N
 Solver. With b = K·1/k, ρ‖g_w‖ = min_{t>0} (ρ/2)(‖g_w‖²/t + t), so F's minimiser is the solution
 w(τ) of the simplex QP min ½ wᵀKw + τ bᵀw at the τ where ‖g_{w(τ)}‖² = ρ²τ². On a fixed support S
 the QP's solution is affine in τ, w_S = a + τe (a: the affine min-norm weights on S, aᵀK_SS e = 0),
-so that condition has the closed form τ² = 1 / (1ᵀK_SS⁻¹1 · (ρ² − eᵀK_SS e)). The solver guesses S
-(the previous step's support), takes the closed-form τ and accepts it when the KKT conditions hold,
-repairing S one index at a time when they fail; failing that, it brackets τ (h(τ) =
-‖g_{w(τ)}‖²/τ² decreases monotonically) and bisects, solving the QP exactly (:mod:`simplex_qp`),
-until the support settles. Typical cost: one to three k×k solves per step.
+so that condition has the closed form τ² = 1 / (1ᵀK_SS⁻¹1 · (ρ² − eᵀK_SS e)): one Cholesky solve
+with two right-hand sides per support. The solver guesses S (the previous step's support) and
+accepts the closed form when the KKT conditions hold; otherwise it drops every index whose weight
+is negative (or, when no τ exists on S, those negative at the previous step's τ) or adds every
+index whose multiplier is negative, and tries again (a primal-dual active-set iteration). Failing
+that, it brackets τ (h(τ) = ‖g_{w(τ)}‖²/τ² decreases monotonically) and bisects, solving the QP
+exactly (:mod:`simplex_qp`), until the support settles. Typical cost: one to four k×k solves per
+step (2.9 on average on the 9-task MLP benchmark), all of them exact.
 """
 
 from __future__ import annotations
@@ -29,60 +32,96 @@ import numpy as np
 from scipy.linalg.lapack import dposv
 
 from taskgroup.aggregators.base import GramianAggregator, check_count, check_option
-from taskgroup.aggregators.simplex_qp import block, regularized, simplex_qp
+from taskgroup.aggregators.simplex_qp import regularized, simplex_qp
 
 RESCALES = (0, 1, 2)
 STATIONARY = 1e-12  # ‖g_w‖² below this fraction of max ‖g_i‖²: the gradients are Pareto-stationary
 
 
-def _closed_form(Q: np.ndarray, b: np.ndarray, support: np.ndarray, rho2: float, rhs=None):
+def _closed_form(
+    Q: np.ndarray,
+    rhs: np.ndarray,
+    support: np.ndarray,
+    rho2: float,
+    tol: float,
+    guess: float | None = None,
+):
     """``(τ, w, fix)`` of the CAGrad condition on ``support``. τ is ``None`` when the condition
     has no solution there; w is the optimum when the KKT conditions hold, else ``None`` and
-    ``fix`` names the indices to drop (negative weights) or the index to add (most negative
-    multiplier). ``rhs`` is ``[1, b]`` stacked as columns (built when omitted).
+    ``fix`` is ``(drop, add)``: the indices to leave the support (negative weights, or the first
+    weight that reaches 0 as τ grows when τ does not exist) or to enter it (negative
+    multipliers, below ``-tol (1 + τ)``). ``rhs`` is ``[1, b]`` stacked as columns ``[k, 2]``.
+
+    With M = Q_SS, u = M⁻¹1, v = M⁻¹b_S, a = u/1ᵀu and e = (1ᵀv/1ᵀu) u − v, the face's solution
+    is w_S = a + τe with 1ᵀe = 0 and Me = (1ᵀv/1ᵀu) 1 − b_S, so eᵀMe = −b_Sᵀe (no second solve).
     """
-    if rhs is None:
-        rhs = np.stack([np.ones(len(b)), b], axis=1)
-    M = block(Q, support)
-    _, solved, info = dposv(M, rhs[support])
+    everyone = len(support) == len(Q)
+    if everyone:
+        M, r = Q, rhs
+    else:
+        M, r = Q[support[:, None], support], rhs[support]
+    _, solved, info = dposv(M, r)
     if info != 0:
         return None, None, None
-    u, v = solved[:, 0], solved[:, 1]
-    su, sv = float(u.sum()), float(v.sum())
+    su, sv = (float(x) for x in solved.sum(axis=0))
     if not su > 0:
         return None, None, None
-    e = sv * u / su - v
-    eMe = float(e @ M @ e)
-    if not rho2 > eMe:
-        return None, None, None
+    u, v = solved[:, 0], solved[:, 1]
+    e = (sv / su) * u - v
+    eMe = -float(r[:, 1] @ e)
+    if not rho2 > eMe:  # h(τ) > ρ² for every τ on this face: the support must shrink
+        growing = e < 0
+        if not growing.any():
+            return None, None, None
+        if guess is not None:  # the weights that are negative at the guessed τ, if any
+            negative = u * (1.0 / su) + guess * e < 0
+            if negative.any():
+                return None, None, (support[negative], None)
+        return None, None, (support[growing][np.argmin(u[growing] / -e[growing])], None)
     tau = 1.0 / math.sqrt(su * (rho2 - eMe))
-    w_s = u / su + tau * e
-    negative = w_s < -1e-12
-    if negative.any():
-        return tau, None, ("drop", support[negative])
-    w = np.zeros(len(Q))
-    w[support] = np.clip(w_s, 0.0, None)
-    w /= w.sum()
-    multipliers = Q @ w + tau * b - (1.0 + tau * sv) / su
+    w_s = u * (1.0 / su) + tau * e  # sums to 1
+    smallest = float(w_s.min())
+    if smallest < -1e-12:
+        return tau, None, (support[w_s < -1e-12], None)
+    if smallest < 0.0:  # rounding: a weight that is 0 at the optimum
+        np.clip(w_s, 0.0, None, out=w_s)
+        w_s /= w_s.sum()
+    multipliers = (Q if everyone else Q[:, support]) @ w_s + tau * rhs[:, 1]
+    multipliers -= (1.0 + tau * sv) / su
     multipliers[support] = 0.0
-    j = int(np.argmin(multipliers))
-    if multipliers[j] < -1e-11 * float(np.max(np.diag(Q))) * (1.0 + tau):
-        return tau, None, ("add", j)
+    if multipliers.min() < -tol * (1.0 + tau):
+        return tau, None, (None, np.flatnonzero(multipliers < -tol * (1.0 + tau)))
+    if everyone:
+        return tau, w_s, None
+    w = np.zeros(len(Q))
+    w[support] = w_s
     return tau, w, None
 
 
-def _repair(Q: np.ndarray, b: np.ndarray, support: np.ndarray, rho2: float):
-    """Closed forms on the support, dropping or adding one index at a time while the KKT
-    conditions fail (a few k×k solves when the support moved a little since the last step)."""
+def _repair(
+    Q: np.ndarray,
+    rhs: np.ndarray,
+    support: np.ndarray,
+    rho2: float,
+    tol: float,
+    guess: float | None,
+):
+    """Closed forms on the support, dropping the indices whose weights turn negative and adding
+    those whose multipliers are negative while the KKT conditions fail (a primal-dual active-set
+    iteration: usually one to three k×k solves). ``(τ, w)``; w is ``None`` when it gives up."""
     mask = np.zeros(len(Q), dtype=bool)
     mask[support] = True
-    rhs = np.stack([np.ones(len(b)), b], axis=1)
     tau = None
     for _ in range(2 * len(Q)):
-        tau, w, fix = _closed_form(Q, b, np.flatnonzero(mask), rho2, rhs)
+        candidate, w, fix = _closed_form(Q, rhs, np.flatnonzero(mask), rho2, tol, guess)
+        tau = candidate if candidate is not None else tau
         if w is not None or fix is None:
             return tau, w
-        mask[fix[1]] = fix[0] == "add"
+        drop, add = fix
+        if drop is not None:
+            mask[drop] = False
+        else:
+            mask[add] = True
         if not mask.any():
             break
     return tau, None
@@ -95,24 +134,30 @@ def cagrad_weights(
     start: np.ndarray | None = None,
     tau: float | None = None,
     max_iter: int = 200,
+    fast: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """``(weights, w, info)``: d = Gᵀ weights is CAGrad's direction before rescaling, w the dual
     weights on the simplex and ``info["tau"]`` the matching τ; ``start`` and ``tau`` (the previous
-    step's w and τ) warm-start the solve.
+    step's w and τ) warm-start the solve. ``fast=False`` skips the active-set repair and solves by
+    the safeguarded search over τ alone (the reference path of the tests).
 
     At a Pareto-stationary point (the convex hull of the gradients holds 0, so g_w = 0) the
     correction term vanishes and d = g_0, as in the reference implementation.
     """
     k = len(K)
-    b = K.mean(axis=1)
-    rho2 = c * c * max(float(b.mean()), 0.0)
+    rhs = np.ones((k, 2))
+    b = rhs[:, 1] = K.sum(axis=1) / k
+    rho2 = c * c * max(float(b.sum()) / k, 0.0)
     mean = np.full(k, 1.0 / k)
     if rho2 <= 0:
         return mean, mean, {"tau": 0.0, "iterations": 0}
     Q = regularized(K)
+    tol = 1e-11 * float(np.max(np.diag(Q)))
     w = start if start is not None and len(start) == k else mean
     previous_tau = tau
-    tau, found = _repair(Q, b, np.flatnonzero(w > 0), rho2)
+    found = None
+    if fast:
+        tau, found = _repair(Q, rhs, np.flatnonzero(w > 0), rho2, tol, tau)
     iterations = 0
     if found is None:
         # safeguarded search over τ: h(τ) = ‖g_w(τ)‖² / τ² decreases, the answer is h = ρ²
@@ -126,7 +171,7 @@ def cagrad_weights(
                     f"the Gramian that caused it"
                 )
             w = simplex_qp(Q, tau * b, start=w)
-            candidate, found, _ = _closed_form(Q, b, np.flatnonzero(w > 0), rho2)
+            candidate, found, _ = _closed_form(Q, rhs, np.flatnonzero(w > 0), rho2, tol)
             if found is not None:
                 tau = candidate
                 break
@@ -142,7 +187,7 @@ def cagrad_weights(
                 tau /= 4.0
             else:
                 tau = math.sqrt(lo * hi)
-            if hi - lo <= 1e-14 * hi:
+            if hi < math.inf and hi - lo <= 1e-14 * hi:  # (inf − lo <= inf would stop here)
                 found = w
     w = found
     q = float(w @ K @ w)

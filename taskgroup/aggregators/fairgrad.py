@@ -11,6 +11,8 @@ Unlike α = 1, α ≠ 1 is not invariant to the scale of each gradient: d(cG) = 
 
 from __future__ import annotations
 
+from typing import Any
+
 from taskgroup.aggregators.base import check_option
 from taskgroup.aggregators.nash_mtl import NashMTL
 
@@ -20,31 +22,17 @@ class FairGrad(NashMTL):
 
     Args:
         alpha: fairness α > 0 (default 1.0, the reference default).
-        max_norm, update_weights_every, solver, tol, max_iter: as :class:`NashMTL`.
+        **solver_options: Nash-MTL's options (``max_norm``, ``update_weights_every``, ``solver``,
+            ``tol``, ``max_iter``), defined once, by :class:`NashMTL`.
     """
 
     name = "fairgrad"
     summary = "α-fair weights (GGᵀ)w = w^(-1/α) from the Nash-MTL solver (FairGrad, alpha)"
     reference = "Ban & Ji, ICML 2024"
 
-    def __init__(
-        self,
-        *,
-        alpha: float = 1.0,
-        max_norm: float = 1.0,
-        update_weights_every: int = 1,
-        solver: str = "newton",
-        tol: float = 1e-12,
-        max_iter: int = 500,
-    ) -> None:
+    def __init__(self, *, alpha: float = 1.0, **solver_options: Any) -> None:
         self.alpha = check_option("alpha", alpha, low=0.0, strict=True)
-        super().__init__(
-            max_norm=max_norm,
-            update_weights_every=update_weights_every,
-            solver=solver,
-            tol=tol,
-            max_iter=max_iter,
-        )
+        super().__init__(**solver_options)
 
     def _options_repr(self) -> str:
         return f"alpha={self.alpha}, " + super()._options_repr()

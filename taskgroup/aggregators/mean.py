@@ -21,8 +21,15 @@ class Mean(GramianAggregator):
     def _weigh(self, K: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         return np.full(len(K), 1.0 / len(K)), {}
 
+    aggregate = Aggregator.aggregate  # no Gramian to check the entries through: check G
+
     def _run(self, G: torch.Tensor, context: Any, max_norm: float) -> Aggregation:
         return Aggregator._run(self, G, context, max_norm)  # no Gramian needed
+
+    def _reused_weights(self, k: int) -> torch.Tensor:
+        # The weights never depend on G, so a training step needs no per-task gradients: one
+        # backward pass of the mean loss (k times cheaper than building G).
+        return torch.full((k,), 1.0 / k)
 
     def _aggregate(self, G: torch.Tensor, context: Any) -> Aggregation:
         k = G.shape[0]

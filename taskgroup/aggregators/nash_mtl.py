@@ -15,7 +15,9 @@ Armijo line search that keeps w > 0 far from the solution and full (quadraticall
 steps near it. The problem is solved in the coordinates u_i ∝ ‖g_i‖ w_i, where it reads
 C u = a ⊙ u^(−1/α) with C the cosine matrix of the gradients (unit diagonal) and a = 1 for α = 1:
 Nash-MTL's solution then does not depend on the gradients' scales and makes a good warm start
-for the next step. The solve stops at a relative residual ``‖Kw − w^(−1/α)‖ / ‖w^(−1/α)‖`` of
+for the next step; each coordinate of the start is first rescaled to solve its own equation with
+the others fixed (exact for orthogonal gradients), which saves about one Newton iteration. The
+solve stops at a relative residual ``‖Kw − w^(−1/α)‖ / ‖w^(−1/α)‖`` of
 ``tol`` (1e-12 by default) — or, on nearly singular Gramians, when the residual stops shrinking at
 the rounding floor of evaluating it (never above 1e-6) — and reports the residual it reached.
 The reference implementation instead runs up to 20 ECOS solves of a sequential convex programme
@@ -121,6 +123,17 @@ class _Problem:
             return np.full(len(self.C), t)
         return t * self.a ** (1.0 / (1.0 + self.p))
 
+    def rescaled(self, u: np.ndarray) -> np.ndarray:
+        """``u`` with each coordinate scaled to solve its own equation of C u = a ⊙ u^(−p) with
+        the others fixed at first order, s_i = ((Cu)_i / (a ⊙ u^(−p))_i)^(−1/(1+p)) (exact for a
+        diagonal C): a cheap correction of a warm start that saves Newton iterations. Coordinates
+        with (Cu)_i <= 0 (conflicting gradients) keep their value."""
+        ratio = (self.C @ u) / self.target(u)
+        positive = ratio > 0
+        if not positive.all():
+            ratio = np.where(positive, ratio, 1.0)
+        return u * (ratio ** (-0.5) if self.p == 1.0 else ratio ** (-1.0 / (1.0 + self.p)))
+
     def stationary(self) -> bool:
         """Whether 0 is (numerically) in the convex hull of the gradients — a property of their
         directions only, tested on the unit-norm gradients (the cosine matrix C)."""
@@ -154,7 +167,7 @@ def _newton(problem: _Problem, u: np.ndarray, tol: float, max_iter: int, limit: 
     for iteration in range(max_iter + 1):
         target = problem.target(u)
         gradient = C @ u - target
-        res2 = (gradient @ gradient) / (target @ target)
+        res2 = float(gradient @ gradient) / float(target @ target)
         if res2 <= tol2:
             return u, gradient, target, iteration, True
         if res2 > 0.25 * previous:  # stalled: converged if at the rounding floor of C u − u^(−p)
@@ -166,18 +179,18 @@ def _newton(problem: _Problem, u: np.ndarray, tol: float, max_iter: int, limit: 
         if iteration == max_iter or u.max() > limit:
             break
         hessian = C.copy()
-        hessian.flat[diagonal] += p * target / u
+        hessian.flat[diagonal] += target * target if p == 1.0 else p * target / u
         _, step, info = dposv(hessian, gradient)  # Cholesky solve of H s = ∇f; u ← u − t s
         if info != 0:  # the barrier term underflowed: u is running away
             break
-        worst = (step / u).max()  # fraction to the boundary: keep u − t s > 0
+        worst = float((step / u).max())  # fraction to the boundary: keep u − t s > 0
         t = 0.99 / worst if worst > 0.99 else 1.0
-        decrement = gradient @ step  # Newton decrement², > 0
+        decrement = float(gradient @ step)  # Newton decrement², > 0
         if decrement > 0.1:  # damped phase: backtracking line search (Armijo)
             f0 = problem.objective(u)
             while t > 1e-20 and problem.objective(u - t * step) > f0 - 1e-4 * t * decrement:
                 t *= 0.5
-        u = u - t * step
+        u = u - step if t == 1.0 else u - t * step
     return u, gradient, target, iteration, False
 
 
@@ -209,6 +222,7 @@ def solve_alpha_fair(
     if start is not None and len(start) == k:
         warm = start if problem.everyone else start[problem.active]
         u0 = np.where(warm > 0, warm, u0)
+    u0 = problem.rescaled(u0)
     # weights this large mean a (nearly) Pareto-stationary G: check before iterating on
     u, gradient, target, iterations, converged = _newton(problem, u0, tol, min(max_iter, 50), 1e5)
     if not converged:

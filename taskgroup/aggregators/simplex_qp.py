@@ -24,12 +24,13 @@ def regularized(K: np.ndarray) -> np.ndarray:
     """``K + δI``, positive definite: δ = 1e-12 max K_ii, or more when rounding left K with a
     negative eigenvalue (a float32 Gramian is PSD only to ~1e-7 of its scale): then
     δ = 1e-12 max K_ii − 2 λ_min(K)."""
-    K = (K + K.T) * 0.5
-    scale = float(np.max(np.diag(K))) if len(K) else 0.0
+    Q = (K + K.T) * 0.5
+    diagonal = slice(None, None, len(Q) + 1)  # Q.flat[diagonal]: the ridge is added in place
+    scale = float(Q.flat[diagonal].max()) if len(Q) else 0.0
     delta = RIDGE * scale if scale > 0 else 1e-300
-    Q = K + delta * np.eye(len(K))
-    if dpotrf(Q)[1] != 0:  # not numerically positive definite
-        Q = K + (delta - 2.0 * min(float(np.linalg.eigvalsh(K)[0]), 0.0)) * np.eye(len(K))
+    Q.flat[diagonal] += delta
+    if dpotrf(Q)[1] != 0:  # not numerically positive definite: λ_min(K) = λ_min(Q) − δ
+        Q.flat[diagonal] -= 2.0 * min(float(np.linalg.eigvalsh(Q)[0]) - delta, 0.0)
     return Q
 
 

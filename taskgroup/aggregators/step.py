@@ -27,6 +27,7 @@ from taskgroup.affinity.lookahead import check_finite, stack_task_losses, task_l
 from taskgroup.affinity.optimizer_step import SUPPORTED
 from taskgroup.aggregators.base import Aggregator, LossWeighting
 from taskgroup.aggregators.transference import Transference, lookahead_context
+from taskgroup.distributed import average
 from taskgroup.models import MultiTaskModel, SharedSpec, shared_parameter_names
 from taskgroup.tasks import Task, TaskSet
 
@@ -78,6 +79,11 @@ class MTLStep:
             trunk's output (MGDA-UB; needs a :class:`MultiTaskModel`), then back-propagates the
             aggregated feature gradient through the trunk once.
         batched, chunk_size: how the per-task gradients are computed (see ``task_gradients``).
+        distributed: under an initialised process group (the default ``None`` = whenever one
+            is), each rank passes its shard of the global batch; per-task gradients and the
+            losses a loss weighting reads are averaged over the ranks, so every rank takes the
+            one-process step of the global batch. Not with ``transference`` or
+            ``on="features"``.
         **options: options of the named aggregator.
     """
 
@@ -92,8 +98,10 @@ class MTLStep:
         on: str = "params",
         batched: bool = True,
         chunk_size: int | None = None,
+        distributed: bool | None = None,
         **options: Any,
     ) -> None:
+        from taskgroup import distributed as dist
         from taskgroup.aggregators import get
 
         if not isinstance(optimizer, torch.optim.Optimizer):
@@ -122,6 +130,13 @@ class MTLStep:
                     f'on="features" applies to gradient aggregators; {aggregator.name} is a loss '
                     f"weighting and needs no per-task gradients"
                 )
+        self.distributed = dist.active() if distributed is None else bool(distributed)
+        if self.distributed and not dist.active():
+            raise ValueError("distributed=True but no torch.distributed process group is active")
+        if self.distributed and (on == "features" or isinstance(aggregator, Transference)):
+            raise ValueError(
+                'distributed training supports on="params" with any aggregator but transference'
+            )
         self.model = model
         self.losses = _loss_functions(tasks)
         self.aggregator = aggregator
@@ -180,7 +195,7 @@ class MTLStep:
         check_finite(losses.detach(), names, "the training loss")
         aggregator = self.aggregator
         if isinstance(aggregator, LossWeighting):
-            result = aggregator.backward(losses, self.shared_params)
+            result = aggregator.backward(losses, self.shared_params, distributed=self.distributed)
         else:
             context = None
             if isinstance(aggregator, Transference):
@@ -204,11 +219,14 @@ class MTLStep:
                 batched=self.batched,
                 chunk_size=self.chunk_size,
                 context=context,
+                distributed=self.distributed,
             )
         self.optimizer.step()
         if isinstance(aggregator, LossWeighting) and aggregator.wants_losses_after:
-            aggregator.observe(self._losses_after(inputs, targets, rng_state))
-        return StepResult(losses.detach(), result.weights, result.info)
+            after = self._losses_after(inputs, targets, rng_state)
+            aggregator.observe(average(after) if self.distributed else after)
+        reported = average(losses.detach()) if self.distributed else losses.detach()
+        return StepResult(reported, result.weights, result.info)
 
     def _losses_after(self, inputs, targets, rng_state: torch.Tensor) -> torch.Tensor:
         """The losses on the same batch at the updated parameters, with the same dropout masks

@@ -291,3 +291,35 @@ def test_an_aliased_submodule_is_refused_not_corrupted(batch):
     with pytest.raises(ValueError, match="also registered as 'alias'"):
         lookahead_affinity(model, x, t, LOSSES, lr=0.1)
     assert isinstance(model.trunk[0].weight, torch.nn.Parameter)
+
+
+def test_tie_detection_matches_a_scan_of_the_named_tensors():
+    """has_tied_tensors walks the modules once; the answer is that of scanning
+    named_parameters and named_buffers with duplicates for a tensor seen twice."""
+    from torch import nn
+
+    from taskgroup.affinity.lookahead import has_tied_tensors
+
+    def scan(model):
+        named = [*model.named_parameters(remove_duplicate=False)]
+        named += [*model.named_buffers(remove_duplicate=False)]
+        return len({id(t) for _, t in named}) < len(named)
+
+    tied = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
+    tied[1].weight = tied[0].weight
+    stats = nn.BatchNorm1d(3, affine=False)  # buffers only, registered twice
+    relu = nn.ReLU()
+    shared_buffer = nn.Sequential(nn.BatchNorm1d(3))
+    shared_buffer.register_buffer("mean_again", shared_buffer[0].running_mean)
+    no_bias = nn.Linear(3, 3, bias=False)
+    models = [
+        make_model(),
+        tied,
+        nn.Sequential(stats, nn.Linear(3, 3), stats),
+        nn.Sequential(nn.Linear(3, 3), relu, nn.Linear(3, 3), relu),
+        shared_buffer,
+        no_bias,
+    ]
+    for model in models:
+        assert has_tied_tensors(model) == scan(model)
+    assert [has_tied_tensors(m) for m in models] == [False, True, True, False, True, False]

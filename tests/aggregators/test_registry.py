@@ -39,6 +39,8 @@ def test_names_and_kinds():
     records = {r["name"]: r for r in aggregators.describe()}
     assert records["cagrad"]["options"]["c"] == 0.4
     assert records["nash_mtl"]["options"]["max_norm"] == 1.0
+    # fairgrad passes **solver_options on to Nash-MTL, which defines them once
+    assert records["fairgrad"]["options"] == {"alpha": 1.0, **records["nash_mtl"]["options"]}
 
 
 def test_unknown_name_lists_the_valid_ones():
