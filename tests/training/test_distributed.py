@@ -72,3 +72,41 @@ def test_shard_splits_contiguously_and_refuses_uneven_batches(monkeypatch):
         assert "does not split evenly over 3 processes" in str(e)
     else:
         raise AssertionError("an uneven batch was sharded")
+
+
+AGGREGATORS = ("mean", "nash_mtl", "pcgrad", "uw", "famo", "dwa")
+
+
+def _train_rank(rank, world, port, results, out):
+    _init(rank, world, port)
+    try:
+        bench = _bench()
+        for name in AGGREGATORS:
+            settings = tg.TrainSettings.for_benchmark(
+                bench, aggregator=name, steps=12, eval_every=4, batch_size=32, seed=0
+            )
+            directory = os.path.join(out, name)
+            result = tg.train_group(bench, bench.tasks.names, settings, directory=directory)
+            results[(rank, name)] = (result.test, result.history)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_distributed_group_training_equals_one_process(tmp_path):
+    results = _spawn(_train_rank, str(tmp_path / "two"))
+    bench = _bench()
+    for name in AGGREGATORS:
+        settings = tg.TrainSettings.for_benchmark(
+            bench, aggregator=name, steps=12, eval_every=4, batch_size=32, seed=0
+        )
+        single = tg.train_group(bench, bench.tasks.names, settings, directory=tmp_path / name)
+        for rank in range(2):
+            test, history = results[(rank, name)]
+            for task, metrics in single.test.items():
+                for metric, value in metrics.items():
+                    assert abs(test[task][metric] - value) < 1e-4, (name, rank, task, metric)
+            assert [h["step"] for h in history] == [h["step"] for h in single.history]
+        one = torch.load(tmp_path / name / "model.pt", weights_only=True)
+        two = torch.load(tmp_path / "two" / name / "model.pt", weights_only=True)
+        for key in one:
+            torch.testing.assert_close(two[key], one[key], atol=1e-5, rtol=0, msg=name)
