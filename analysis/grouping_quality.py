@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out
     if args.phase in ("all", "train"):
-        spec, bench = _bench(args.recipe, args.seeds[0])
+        _, bench = _bench(args.recipe, args.seeds[0])
         groups = subsets(bench.tasks.names)
         # largest first: the long trainings start early and the pool ends evenly
         jobs = [

@@ -114,6 +114,10 @@ def group(
         ),
     ] = None,
     partition: Annotated[bool, typer.Option(help="only disjoint groups")] = False,
+    normalize: Annotated[
+        str | None,
+        typer.Option(help="source: select from Z[i, j] / Z[i, i] (each source's step size out)"),
+    ] = None,
     sweep: Annotated[
         bool, typer.Option(help="solve every budget 1..n and draw the score-vs-budget curve")
     ] = False,
@@ -162,6 +166,7 @@ def group(
         singleton_score=singleton_score,
         time_limit=time_limit,
         pairs=pairs,
+        normalize=normalize,
     )
     _print_grouping(chosen, curve)
     if "cost" in chosen.info:

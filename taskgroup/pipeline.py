@@ -24,6 +24,7 @@ from taskgroup.training.groups import RESULTS, GroupResults, check_groups, train
 AFFINITY = "affinity.json"
 GROUPS = "groups.json"
 REPORT = "report.html"
+NORMALIZE = (None, "source")
 
 
 def affinity_stage(
@@ -96,11 +97,13 @@ def group_stage(
     singleton_score: float | None = None,
     time_limit: float | None = None,
     pairs: Path | None = None,
+    normalize: str | None = None,
 ) -> tuple[Grouping, list[Grouping]]:
     """Select groups from ``affinity_path``, or with ``method="hoa"`` from the pair table
     ``pairs`` (``pairs.json`` of :func:`~taskgroup.pair_results`; its HOA score matrix is what
     the graph shows); write ``groups.json`` (with the sweep of budgets 1..n when ``sweep``) and
-    its plots. Returns the chosen grouping and the sweep."""
+    its plots. ``normalize="source"`` selects from the relative affinity
+    (:meth:`AffinityMatrix.relative`). Returns the chosen grouping and the sweep."""
     from taskgroup.grouping.pairs import PairTable
     from taskgroup.report import plots
 
@@ -111,6 +114,12 @@ def group_stage(
         affinity = source.affinity()
     else:
         source = affinity = AffinityMatrix.load(affinity_path)
+    if normalize not in NORMALIZE:
+        raise ValueError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
+    if normalize == "source":
+        if pairs is not None:
+            raise ValueError("normalize applies to an affinity matrix, not to a pair table")
+        source = affinity = affinity.relative()
     n = len(affinity.tasks)
     if not isinstance(budget, int) or not 1 <= budget <= n:
         raise ValueError(f"the budget must lie in 1..{n} (the number of tasks), got {budget!r}")
@@ -135,7 +144,7 @@ def group_stage(
     if sweep:
         figures["score_vs_budget.png"] = plots.score_vs_budget(curve, chosen=budget)
     inputs = {"affinity": str(affinity_path)} if pairs is None else {"pairs": str(pairs)}
-    record = chosen.to_dict() | inputs
+    record = chosen.to_dict() | inputs | {"normalize": normalize}
     if sweep:
         record["sweep"] = [
             {
@@ -160,6 +169,7 @@ def group_stage(
             "budget": budget,
             **options,
             "sweep": sweep,
+            "normalize": normalize,
             "method_used": chosen.method,
             "score": chosen.score,
             "bound": chosen.bound,

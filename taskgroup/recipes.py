@@ -24,7 +24,15 @@ RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 DEFAULT_RECIPE = "multidigits"
 STAGE_KEYS = {
     "affinity": {"steps", "every", "lookahead", "optimizer", "lr", "batch_size"},
-    "group": {"budget", "method", "partition", "singleton_score", "time_limit", "sweep"},
+    "group": {
+        "budget",
+        "method",
+        "partition",
+        "singleton_score",
+        "time_limit",
+        "sweep",
+        "normalize",
+    },
     "train": {
         "aggregator",
         "options",

@@ -157,3 +157,22 @@ def test_console_script_has_no_traceback(tmp_path):
         bad.stderr.strip()
         == "taskgroup: error: the budget must lie in 1..5 (the number of tasks), got 0"
     )
+
+
+def test_group_from_the_relative_affinity(tmp_path, capsys):
+    out = tmp_path / "run"
+    values = np.random.default_rng(0).normal(size=(5, 5)) * 0.01 + np.eye(5) * 0.05
+    tg.AffinityMatrix(values, TASKS, lookahead="sgd").save(out / "affinity.json")
+    assert main(["group", str(out), "--budget", "2", "--normalize", "source"]) == 0
+    record = json.loads((out / "groups.json").read_text())
+    assert record["normalize"] == "source"
+    relative = tg.AffinityMatrix.load(out / "affinity.json").relative()
+    assert record["score"] == pytest.approx(tg_score(relative, record["groups"]))
+    assert main(["group", str(out), "--budget", "2", "--normalize", "target"]) == 2
+    assert "normalize must be one of" in capsys.readouterr().err
+
+
+def tg_score(affinity, groups):
+    from taskgroup.grouping import score
+
+    return score(affinity, [tuple(g) for g in groups])

@@ -105,6 +105,27 @@ class AffinityMatrix:
             **self.metadata,
         )
 
+    def relative(self) -> AffinityMatrix:
+        """Each source's row divided by its self-improvement: ``R[i, j] = Z[i, j] / Z[i, i]``,
+        the fraction of task i's own loss decrease that its step brings to task j.
+
+        It removes the size of the source's step from the signal, so a task whose gradients or
+        loss are large (an MSE task next to classification tasks) no longer dominates every
+        column of the TAG objective. The diagonal becomes 1 (the objective ignores it); the
+        per-step trace is not carried over. ``ValueError`` naming the task when a source's
+        own step does not lower its loss on average (``Z[i, i] <= 0``).
+        """
+        diagonal = np.diag(self.values)
+        bad = [t for t, d in zip(self.tasks, diagonal, strict=True) if not d > 0]
+        if bad:
+            raise ValueError(
+                f"the relative affinity needs every task's step to lower its own loss; "
+                f"Z[i, i] <= 0 for {', '.join(bad)}"
+            )
+        return AffinityMatrix(
+            self.values / diagonal[:, None], self.tasks, **self.metadata, normalized="source"
+        )
+
     def pairs(self) -> list[tuple[str, str, float]]:
         """All off-diagonal ``(source, target, value)``, strongest help first."""
         n = len(self.tasks)

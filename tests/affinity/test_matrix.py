@@ -107,3 +107,13 @@ def test_saved_json_states_the_sign_convention(tmp_path):
     example().save(tmp_path / "a.json")
     data = json.loads((tmp_path / "a.json").read_text())
     assert "source task i" in data["convention"]
+
+
+def test_relative_divides_each_source_row_by_its_self_improvement():
+    values = np.array([[2.0, 1.0, -0.5], [0.1, 0.5, 0.25], [3.0, 0.0, 1.5]])
+    R = AffinityMatrix(values, ["a", "b", "c"], lookahead="sgd").relative()
+    expected = np.array([[1.0, 0.5, -0.25], [0.2, 1.0, 0.5], [2.0, 0.0, 1.0]])
+    np.testing.assert_allclose(R.values, expected)
+    assert R.metadata == {"lookahead": "sgd", "normalized": "source"} and R.trace is None
+    with pytest.raises(ValueError, match="Z\\[i, i\\] <= 0 for b"):
+        AffinityMatrix(np.array([[1.0, 0.2], [0.3, 0.0]]), ["a", "b"]).relative()
