@@ -280,6 +280,9 @@ def main() -> None:
     parser.add_argument(
         "--from-json", type=Path, help="print the tables of an earlier run's --json, no solving"
     )
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", help="only these numbers of tasks (e.g. --sizes 40)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(
@@ -291,7 +294,7 @@ def main() -> None:
         rows = json.loads(args.from_json.read_text())
     else:
         sizes = [6, 9, 12, 20, 40] if args.quick else [6, 8, 9, 10, 12, 14, 16, 18, 20, 22, 30, 40]
-        rows = measure(sizes, args.quick)
+        rows = measure(args.sizes or sizes, args.quick)
     report(rows)
     enumeration_table(args.quick)
     if args.json and not args.from_json:

@@ -303,7 +303,8 @@ def upper_bound(
 ) -> LPBound:
     """The LP bound (see :mod:`taskgroup.grouping.bounds`): exact pricing over all 2^n served
     sets up to ``TABLE_TASKS`` tasks; beyond, column generation with greedy pricing made valid by
-    the best of the size bound and a pricing search of at most ``time_limit`` seconds.
+    the best of the size bound, a pricing search of at most ``time_limit`` seconds, and a
+    node-limited pricing search at the size bound's prices.
     ``columns``: served sets of known groupings to start from."""
     n = sets.n
     if n <= TABLE_TASKS:

@@ -53,12 +53,14 @@ def test_search_bound_beyond_the_table_is_valid(monkeypatch, partition, singleto
             optimum = exact.branch_and_bound(table, n, budget).value
             bound = heuristics.upper_bound(sets, budget, time_limit=1.0)
             assert bound.value >= optimum - 1e-9, (n, budget)
-            assert (
-                bounds.size_bound(
-                    values, budget, partition=partition, singleton_score=singleton_score
-                )
-                >= optimum - 1e-9
+            by_size, size_pi = bounds.size_bound_prices(
+                values, budget, partition=partition, singleton_score=singleton_score
             )
+            assert by_size >= optimum - 1e-9
+            at_size_prices, _ = bounds.lagrangian_bound(
+                values, size_pi, budget, partition=partition, singleton_score=singleton_score
+            )
+            assert optimum - 1e-9 <= at_size_prices <= by_size + 1e-9
 
 
 @pytest.mark.parametrize("partition", [False, True])

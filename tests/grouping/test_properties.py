@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import taskgroup as tg
+from taskgroup.grouping import bounds, exact
+from tests.grouping.reference import optimum
 
 PRIMES = [p for p in range(2, 200) if all(p % d for d in range(2, p))][:36]
 
@@ -101,3 +103,30 @@ def test_score_ignores_the_order_of_groups_and_members(problem, random):
         values, shuffled, partition=partition, singleton_score=singleton_score
     )
     assert math.isclose(again, g.score, rel_tol=1e-12, abs_tol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    problems(max_n=5),
+    st.lists(st.floats(-4, 4), min_size=5, max_size=5),
+    st.sampled_from([1, 3, 20_000]),
+)
+def test_lagrangian_bound_is_above_the_brute_force_optimum_for_any_prices(
+    problem, prices, node_limit
+):
+    """Σ π + B · max(0, max_P w(P) − π(P)) bounds every grouping whatever π is, also when the
+    pricing search stops early; when it completes it is exactly that expression (checked against
+    the table of every served set)."""
+    values, budget, partition, singleton_score = problem
+    n = len(values)
+    pi = np.array(prices[:n])
+    kwargs = dict(partition=partition, singleton_score=singleton_score)
+    best = optimum(values, budget, **kwargs)
+    bound, pricing = bounds.lagrangian_bound(values, pi, budget, node_limit=node_limit, **kwargs)
+    if math.isfinite(best):
+        assert bound >= best - 1e-9 * max(1.0, abs(best))
+    if pricing.complete:
+        table = exact.served_set_values(values, **kwargs)
+        reduced = np.where(np.isfinite(table), table - bounds.subset_sums(pi), -np.inf)[1:]
+        expected = pi.sum() + budget * max(0.0, reduced.max())
+        assert math.isclose(bound, expected, rel_tol=1e-9, abs_tol=1e-9)
