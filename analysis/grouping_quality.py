@@ -42,6 +42,7 @@ from taskgroup.training.metrics import LOSS
 from taskgroup.training.trainer import GroupResult, TrainSettings, group_key, train_group
 
 SIGNALS = ("optimizer", "first_order", "cosine")
+NORMALIZE = (None, "source")  # the mean matrix as measured, or AffinityMatrix.relative()
 BUDGETS = (2, 3)
 DELTAS = {"loss": [LOSS], "metric": None}  # Δm on test losses, and on the tasks' metrics
 
@@ -155,9 +156,14 @@ def score(out: Path, recipe: str, seeds: list[int]) -> dict:
                 groupings, dm = ground_truth(results, tasks, directions, budget, only)
                 keyed = {g: v for g, v in zip(groupings, dm, strict=True)}
                 together = keyed[(index[tuple(tasks)],)]
-                for signal in SIGNALS:
+                for signal, normalize in itertools.product(SIGNALS, NORMALIZE):
                     affinity = AffinityMatrix.load(out / f"seed{seed}" / f"affinity_{signal}.json")
-                    chosen = select_groups(affinity, budget)
+                    try:
+                        signal_matrix = affinity.relative() if normalize else affinity
+                    except ValueError as e:  # a source whose own step does not help itself
+                        print(f"seed {seed}, {signal} / {normalize}: {e}")
+                        continue
+                    chosen = select_groups(signal_matrix, budget)
                     key = tuple(sorted(index[g] for g in chosen.groups))
                     value = keyed[key]
                     rows.append(
@@ -166,6 +172,7 @@ def score(out: Path, recipe: str, seeds: list[int]) -> dict:
                             "budget": budget,
                             "delta": delta,
                             "signal": signal,
+                            "normalize": normalize,
                             "groups": [list(g) for g in chosen.groups],
                             "delta_m": value,
                             "best": float(dm.min()),
@@ -181,6 +188,10 @@ def score(out: Path, recipe: str, seeds: list[int]) -> dict:
     return {"rows": rows}
 
 
+def _signal(r: dict) -> str:
+    return r["signal"] + (" / source" if r["normalize"] == "source" else "")
+
+
 def print_table(summary: dict) -> None:
     print(
         "| seed | B | Δm on | signal | chosen Δm | best Δm | regret | rank | top % | "
@@ -189,10 +200,33 @@ def print_table(summary: dict) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in summary["rows"]:
         print(
-            f"| {r['seed']} | {r['budget']} | {r['delta']} | {r['signal']} | "
+            f"| {r['seed']} | {r['budget']} | {r['delta']} | {_signal(r)} | "
             f"{r['delta_m']:+.2f} | {r['best']:+.2f} | {r['regret']:.2f} | "
             f"{r['rank']}/{r['groupings']} | {100 * r['top_fraction']:.1f} | "
             f"{r['together']:+.2f} | {r['median']:+.2f} | 1/{1 / r['cost_ratio']:.0f} |"
+        )
+
+
+def print_summary(summary: dict) -> None:
+    """Per signal and budget over the seeds: the chosen grouping's top fraction and regret
+    (mean / worst), how often it beats all tasks together, and the cost."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in summary["rows"]:
+        groups.setdefault((r["delta"], r["budget"], _signal(r)), []).append(r)
+    print(
+        "\n| Δm on | B | signal | top % mean / worst | regret mean / worst | "
+        "beats all-together | cost vs exhaustive |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for (delta, budget, signal), rows in groups.items():
+        top = [100 * r["top_fraction"] for r in rows]
+        regret = [r["regret"] for r in rows]
+        beats = sum(r["delta_m"] < r["together"] for r in rows)
+        cost = np.mean([r["cost_ratio"] for r in rows])
+        print(
+            f"| {delta} | {budget} | {signal} | {np.mean(top):.1f} / {max(top):.1f} | "
+            f"{np.mean(regret):.2f} / {max(regret):.2f} | {beats}/{len(rows)} | "
+            f"1/{1 / cost:.0f} |"
         )
 
 
@@ -226,8 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         run_jobs(jobs, args.workers)
     if args.phase in ("all", "score"):
         summary = score(out, args.recipe, args.seeds)
-        (out / "grouping_quality.json").write_text(json.dumps(summary, indent=1))
+        name = "grouping_quality_" + "_".join(map(str, args.seeds)) + ".json"
+        (out / name).write_text(json.dumps(summary, indent=1))
         print_table(summary)
+        print_summary(summary)
     return 0
 
 
