@@ -64,11 +64,22 @@ def subsets(tasks: list[str]) -> list[tuple[str, ...]]:
     return [c for r in range(1, len(tasks) + 1) for c in itertools.combinations(tasks, r)]
 
 
-def _train_one(recipe: str, seed: int, group: tuple[str, ...], out: Path) -> tuple[int, float]:
+INIT_STRIDE = 1000  # initialisation k of data seed s trains with seed s + 1000 k
+
+
+def subsets_dir(out: Path, seed: int, init: int = 0) -> Path:
+    """Where the subset trainings of data seed ``seed`` and initialisation ``init`` live
+    (``init`` 0 trains with the data seed itself: the single-training ground truth)."""
+    return out / f"seed{seed}" / ("subsets" if init == 0 else f"init{init}")
+
+
+def _train_one(
+    recipe: str, seed: int, group: tuple[str, ...], out: Path, init: int = 0
+) -> tuple[int, float]:
     torch.set_num_threads(1)
     spec, bench = _bench(recipe, seed)
-    settings = _settings(spec, bench, seed)
-    directory = out / f"seed{seed}" / "subsets" / group_key(group, settings.aggregator)
+    settings = _settings(spec, bench, seed + INIT_STRIDE * init)
+    directory = subsets_dir(out, seed, init) / group_key(group, settings.aggregator)
     result = train_group(bench, group, settings, directory=directory)
     return seed, result.seconds
 
@@ -97,10 +108,12 @@ def run_jobs(jobs: list[tuple], workers: int) -> None:
                 )
 
 
-def load_subsets(out: Path, seed: int, tasks: list[str], aggregator: str) -> list[GroupResult]:
+def load_subsets(
+    out: Path, seed: int, tasks: list[str], aggregator: str, init: int = 0
+) -> list[GroupResult]:
     results = []
     for group in subsets(tasks):
-        path = out / f"seed{seed}" / "subsets" / group_key(group, aggregator) / "result.json"
+        path = subsets_dir(out, seed, init) / group_key(group, aggregator) / "result.json"
         results.append(GroupResult.from_dict(json.loads(path.read_text())["result"]))
     return results
 
@@ -235,6 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", default="multidigits")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--inits",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="initialisations to train every subset with (0: the data seed; k: seed + 1000 k)",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/grouping_quality"))
     parser.add_argument("--phase", choices=["all", "train", "affinity", "score"], default="all")
     args = parser.parse_args(argv)
@@ -244,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         groups = subsets(bench.tasks.names)
         # largest first: the long trainings start early and the pool ends evenly
         jobs = [
-            (_train_one, args.recipe, seed, g, out)
+            (_train_one, args.recipe, seed, g, out, init)
             for g in sorted(groups, key=len, reverse=True)
+            for init in args.inits
             for seed in args.seeds
         ]
         print(f"training {len(jobs)} networks on {args.workers} workers", flush=True)
