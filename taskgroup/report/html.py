@@ -118,6 +118,10 @@ def _groups_section(grouping: Grouping | None, sweep: list[dict] | None) -> str:
         f"<code>{_e(grouping.method)}</code>, score {grouping.score:.4g} ({_e(status)}).</p>",
         _table(["group", "tasks", "serves (by affinity)"], rows),
     ]
+    cost = grouping.info.get("cost")
+    if isinstance(cost, dict) and cost:  # methods that train networks to select (hoa, verified)
+        facts = ", ".join(f"{_e(k)} {_e(v)}" for k, v in cost.items())
+        parts.insert(1, f"<p>What the selection cost: {facts}.</p>")
     if sweep:
         curve = [SimpleNamespace(**record) for record in sweep]
         parts.append(

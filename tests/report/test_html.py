@@ -127,3 +127,17 @@ def test_report_loads_in_chromium_without_console_errors(full_report, tmp_path):
     for key in SECTIONS:
         assert f'id="{key}"' in dom
     assert "Δm vs single-task" in dom
+
+
+def test_selection_cost_is_shown(tmp_path):
+    from taskgroup.grouping import select_groups
+
+    values = np.array([[0.0, 0.2, 0.1], [0.1, 0.0, 0.2], [0.3, 0.1, 0.0]])
+    grouping = select_groups(values, 1, tasks=["a", "b", "c"])
+    data = grouping.to_dict()
+    data["info"] = {"cost": {"networks": 6, "steps": 1200, "seconds": 12.5}}
+    import json
+
+    (tmp_path / "groups.json").write_text(json.dumps(data))
+    page = render_report(tmp_path)
+    assert "What the selection cost: networks 6, steps 1200, seconds 12.5." in page
