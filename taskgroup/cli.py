@@ -23,6 +23,18 @@ app = typer.Typer(
 )
 
 
+# Options shared by several commands, declared once.
+DeviceOption = Annotated[
+    str | None, typer.Option(help="cpu, cuda or cuda:N (default: cuda when available)")
+]
+DataRootOption = Annotated[
+    str | None, typer.Option(help="folder of a file-backed benchmark's files")
+]
+NprocOption = Annotated[int | None, typer.Option(help="processes (torch.distributed, DDP)")]
+WorkersOption = Annotated[int | None, typer.Option(help="networks trained in parallel")]
+ProgressOption = Annotated[bool, typer.Option(help="show progress bars")]
+
+
 @app.callback()
 def _commands(
     threads: Annotated[
@@ -58,14 +70,10 @@ def affinity(
     lookahead: Annotated[str | None, typer.Option(help=f"one of {', '.join(LOOKAHEADS)}")] = None,
     out: Annotated[Path | None, typer.Option(help="run directory")] = None,
     seed: Annotated[int | None, typer.Option(help="seed of data, init and batches")] = None,
-    data_root: Annotated[
-        str | None, typer.Option(help="folder of a file-backed benchmark's files")
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="cpu, cuda or cuda:N (default: cuda when available)")
-    ] = None,
-    nproc: Annotated[int | None, typer.Option(help="processes (torch.distributed, DDP)")] = None,
-    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    data_root: DataRootOption = None,
+    device: DeviceOption = None,
+    nproc: NprocOption = None,
+    progress: ProgressOption = True,
 ) -> None:
     """Co-train all tasks once and measure their lookahead affinity (TAG).
 
@@ -202,17 +210,13 @@ def train(
         str | None, typer.Option(help="recipe, when RUN_DIR records none (default: its own)")
     ] = None,
     steps: Annotated[int | None, typer.Option(help="most training steps per network")] = None,
-    workers: Annotated[int | None, typer.Option(help="networks trained in parallel")] = None,
+    workers: WorkersOption = None,
     baselines: Annotated[
         bool | None, typer.Option(help="also train each task alone and all together")
     ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="cpu, cuda or cuda:N (default: cuda when available)")
-    ] = None,
-    nproc: Annotated[
-        int | None, typer.Option(help="processes per network (torch.distributed)")
-    ] = None,
-    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    device: DeviceOption = None,
+    nproc: NprocOption = None,
+    progress: ProgressOption = True,
 ) -> None:
     """Train one network per group, and the single-task and all-together baselines.
 
@@ -252,15 +256,11 @@ def run(
     seed: Annotated[int | None, typer.Option(help="seed of data, init and batches")] = None,
     budget: Annotated[int | None, typer.Option(help="the most networks to train")] = None,
     aggregator: Annotated[str | None, typer.Option(help="aggregator of the groups")] = None,
-    workers: Annotated[int | None, typer.Option(help="networks trained in parallel")] = None,
-    data_root: Annotated[
-        str | None, typer.Option(help="folder of a file-backed benchmark's files")
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="cpu, cuda or cuda:N (default: cuda when available)")
-    ] = None,
-    nproc: Annotated[int | None, typer.Option(help="processes (torch.distributed, DDP)")] = None,
-    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    workers: WorkersOption = None,
+    data_root: DataRootOption = None,
+    device: DeviceOption = None,
+    nproc: NprocOption = None,
+    progress: ProgressOption = True,
 ) -> None:
     """The whole pipeline: affinity → group → train → report, in one run directory.
 

@@ -9,26 +9,9 @@ import pytest
 
 from taskgroup.cli import main
 from taskgroup.training.groups import GroupResults
+from tests.recipes import tiny
 
-TINY = """
-seed = 1
-[benchmark]
-name = "planted"
-groups = 2
-tasks_per_group = 2
-n_train = 256
-n_val = 64
-n_test = 64
-[affinity]
-steps = 6
-every = 3
-[group]
-budget = 2
-sweep = true
-[train]
-steps = 20
-eval_every = 10
-"""
+TINY = tiny(seed=1)
 
 
 def write_recipe(tmp_path, text=TINY, name="tiny.toml"):

@@ -15,26 +15,9 @@ from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.cli import main
 from taskgroup.pipeline import group_stage
 from taskgroup.report.html import SECTIONS, render_report
+from tests.recipes import tiny
 
-TINY = """
-seed = 0
-[benchmark]
-name = "planted"
-groups = 2
-tasks_per_group = 2
-n_train = 256
-n_val = 64
-n_test = 64
-[affinity]
-steps = 6
-every = 3
-[group]
-budget = 2
-sweep = true
-[train]
-steps = 20
-eval_every = 10
-"""
+TINY = tiny(seed=0)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -110,7 +93,7 @@ def test_browser_detects_a_broken_page(tmp_path):
     bad.write_text(
         '<html><body><img src="data:image/png;base64,AAAA"><script>'
         'console.error("boom"); window.addEventListener("load", () => {'
-        'const b = Array.from(document.images).filter(i => i.naturalWidth === 0);'
+        "const b = Array.from(document.images).filter(i => i.naturalWidth === 0);"
         'document.body.dataset.images = b.length ? "broken" : "ok"; });'
         "</script></body></html>"
     )
