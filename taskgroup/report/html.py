@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -28,8 +29,8 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
 h1 { font-size: 1.6rem; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2rem; }
 table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .9rem; }
-th, td { border: 1px solid #ddd; padding: .25rem .6rem; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
+th, td { border: 1px solid #ddd; padding: .25rem .6rem; text-align: left; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
 img { max-width: 100%; display: block; margin: .5rem 0; }
 .missing { color: #777; font-style: italic; } .better { color: #1a7f37; } .worse { color: #b42318; }
 code { background: #f4f4f4; padding: 0 .2rem; }
@@ -57,9 +58,17 @@ def _missing(command: str) -> str:
     return f'<p class="missing">Not run yet: <code>{_e(command)}</code></p>'
 
 
+NUMBER = re.compile(r"^[-+]?\d[\d.]*(e[-+]?\d+)?%?$")
+
+
+def _cell(content: str) -> str:
+    numeric = NUMBER.match(re.sub(r"<[^>]+>", "", content).strip())
+    return f'<td class="n">{content}</td>' if numeric else f"<td>{content}</td>"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{h}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -71,7 +80,9 @@ def _change(value: float, base: float, higher_is_better: bool) -> str:
     if base == 0:
         return "–"
     change = 100 * (value - base) / abs(base) * (-1 if higher_is_better else 1)
-    css = "better" if change < 0 else "worse" if change > 0 else ""
+    if abs(change) < 0.05:  # no "-0.0%"
+        return "0.0%"
+    css = "better" if change < 0 else "worse"
     return f'<span class="{css}">{change:+.1f}%</span>'
 
 
