@@ -255,6 +255,9 @@ def run(
     out: Annotated[Path | None, typer.Option(help="run directory")] = None,
     seed: Annotated[int | None, typer.Option(help="seed of data, init and batches")] = None,
     budget: Annotated[int | None, typer.Option(help="the most networks to train")] = None,
+    lookahead: Annotated[
+        str | None, typer.Option(help=f"affinity signal: one of {', '.join(LOOKAHEADS)}")
+    ] = None,
     aggregator: Annotated[str | None, typer.Option(help="aggregator of the groups")] = None,
     workers: WorkersOption = None,
     data_root: DataRootOption = None,
@@ -275,9 +278,11 @@ def run(
         return
     _positive("--budget", budget)
     _positive("--workers", workers)
+    if lookahead is not None and lookahead not in LOOKAHEADS:
+        raise ValueError(f"--lookahead must be one of {', '.join(LOOKAHEADS)}, got {lookahead!r}")
     spec = load_recipe(recipe).override(seed=seed, data_root=data_root)
     run_dir = out or _default_out(spec)
-    settings = spec.stage("affinity")
+    settings = spec.stage("affinity") | _given(lookahead=lookahead)
     stages = _stage_bar(progress)
     try:
         stages.set_description("affinity")

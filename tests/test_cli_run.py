@@ -155,3 +155,13 @@ def test_device_is_checked(tmp_path, capsys):
     if not torch.cuda.is_available():
         assert main(["affinity", "planted", "--device", "cuda", "--no-progress"]) == 2
         one_line_error(capsys, "CUDA is not available on this machine")
+
+
+def test_run_with_another_signal(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["run", write_recipe(tmp_path), "--out", str(out), "--no-progress"]
+    assert main([*args, "--lookahead", "cosine"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stages"]["affinity"]["recipe"]["affinity"]["lookahead"] == "cosine"
+    assert main([*args, "--lookahead", "adam"]) == 2
+    one_line_error(capsys, "--lookahead must be one of")
