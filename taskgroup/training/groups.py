@@ -293,7 +293,7 @@ def train_groups(
         jobs.setdefault(group_key(everything, aggregator), (everything, settings))
 
     run_dir = None if out is None else Path(out)
-    done = _run_jobs(benchmark, jobs, run_dir, workers, progress, device)
+    done = train_networks(benchmark, jobs, run_dir, workers, progress, device)
 
     trained = [done[group_key(g, aggregator)] for g in groups]
     serves = {}
@@ -341,7 +341,7 @@ def _train_job(
     )
 
 
-def _run_jobs(
+def train_networks(
     benchmark: Benchmark,
     jobs: Mapping[str, tuple[tuple[str, ...], TrainSettings]],
     run_dir: Path | None,
@@ -349,6 +349,9 @@ def _run_jobs(
     progress: bool,
     device: torch.device | str | None,
 ) -> dict[str, GroupResult]:
+    """Train every ``jobs[key] = (tasks, settings)`` network (resumable under
+    ``run_dir/train/<key>`` when ``run_dir`` is given), one after another or in ``workers``
+    spawned processes; returns ``{key: GroupResult}``."""
     done: dict[str, GroupResult] = {}
     bar = tqdm(total=len(jobs), desc="training networks", unit="net", disable=not progress)
     try:

@@ -19,7 +19,7 @@ import torch
 
 from taskgroup.data.benchmark import Benchmark
 from taskgroup.grouping.pairs import PairTable
-from taskgroup.training.groups import _run_jobs
+from taskgroup.training.groups import train_networks
 from taskgroup.training.metrics import LOSS
 from taskgroup.training.trainer import TrainSettings, group_key
 
@@ -68,7 +68,7 @@ def pair_results(
     groups = [(t,) for t in tasks] + list(itertools.combinations(tasks, 2))
     jobs = {group_key(g, settings.aggregator): (g, settings) for g in groups}
     run_dir = None if out is None else Path(out)
-    done = _run_jobs(benchmark, jobs, run_dir, workers, progress, device)
+    done = train_networks(benchmark, jobs, run_dir, workers, progress, device)
     trained = {g: done[group_key(g, settings.aggregator)] for g in groups}
     single = {t: trained[(t,)].val[t][LOSS] for t in tasks}
     pair: dict[str, dict[str, float]] = {t: {} for t in tasks}
