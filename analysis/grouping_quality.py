@@ -47,12 +47,12 @@ BUDGETS = (2, 3)
 DELTAS = {"loss": [LOSS], "metric": None}  # Δm on test losses, and on the tasks' metrics
 
 
-def _bench(recipe: str, seed: int):
+def recipe_benchmark(recipe: str, seed: int):
     spec = load_recipe(recipe).override(seed=seed)
     return spec, spec.load_benchmark()
 
 
-def _settings(spec, bench, seed: int) -> TrainSettings:
+def train_settings(spec, bench, seed: int) -> TrainSettings:
     train = spec.stage("train")
     train.pop("workers", None)
     train.pop("baselines", None)
@@ -77,8 +77,8 @@ def _train_one(
     recipe: str, seed: int, group: tuple[str, ...], out: Path, init: int = 0
 ) -> tuple[int, float]:
     torch.set_num_threads(1)
-    spec, bench = _bench(recipe, seed)
-    settings = _settings(spec, bench, seed + INIT_STRIDE * init)
+    spec, bench = recipe_benchmark(recipe, seed)
+    settings = train_settings(spec, bench, seed + INIT_STRIDE * init)
     directory = subsets_dir(out, seed, init) / group_key(group, settings.aggregator)
     result = train_group(bench, group, settings, directory=directory)
     return seed, result.seconds
@@ -89,7 +89,7 @@ def _affinity_one(recipe: str, seed: int, signal: str, out: Path) -> tuple[int, 
     path = out / f"seed{seed}" / f"affinity_{signal}.json"
     if path.exists():
         return seed, signal, AffinityMatrix.load(path).metadata["seconds"]
-    spec, bench = _bench(recipe, seed)
+    spec, bench = recipe_benchmark(recipe, seed)
     settings = spec.stage("affinity") | {"lookahead": signal}
     result = measure_affinity(bench, seed=seed, **settings)
     result.save(path)
@@ -157,9 +157,9 @@ def ground_truth(
 def score(out: Path, recipe: str, seeds: list[int]) -> dict:
     rows = []
     for seed in seeds:
-        spec, bench = _bench(recipe, seed)
+        spec, bench = recipe_benchmark(recipe, seed)
         tasks = bench.tasks.names
-        settings = _settings(spec, bench, seed)
+        settings = train_settings(spec, bench, seed)
         results = load_subsets(out, seed, tasks, settings.aggregator)
         index = {r.tasks: s for s, r in enumerate(results)}
         directions = {t: {LOSS: False, **bench.tasks[t].higher_is_better} for t in tasks}
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out
     if args.phase in ("all", "train"):
-        _, bench = _bench(args.recipe, args.seeds[0])
+        _, bench = recipe_benchmark(args.recipe, args.seeds[0])
         groups = subsets(bench.tasks.names)
         # largest first: the long trainings start early and the pool ends evenly
         jobs = [

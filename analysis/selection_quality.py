@@ -111,8 +111,8 @@ def _verify_seed(recipe, seed, out, shortlist, fraction):
     """Every budget of one seed in one process: the budgets share short trainings (and their
     folders), so they must not run concurrently."""
     torch.set_num_threads(1)
-    spec, bench = gq._bench(recipe, seed)
-    settings = gq._settings(spec, bench, seed)
+    spec, bench = gq.recipe_benchmark(recipe, seed)
+    settings = gq.train_settings(spec, bench, seed)
     affinity = AffinityMatrix.load(out / f"seed{seed}" / f"affinity_{SIGNAL}.json")
     for budget in BUDGETS:
         path = out / f"seed{seed}" / f"verified_B{budget}_K{shortlist}_f{fraction:g}.json"
@@ -136,10 +136,10 @@ def score(out: Path, recipe: str, seeds: list[int], shortlist: int, fraction: fl
 
     rows = []
     for seed in seeds:
-        spec, bench = gq._bench(recipe, seed)
+        spec, bench = gq.recipe_benchmark(recipe, seed)
         tasks = bench.tasks.names
         n = len(tasks)
-        settings = gq._settings(spec, bench, seed)
+        settings = gq.train_settings(spec, bench, seed)
         results = gq.load_subsets(out, seed, tasks, settings.aggregator)
         index = {r.tasks: s for s, r in enumerate(results)}
         directions = {t: {LOSS: False, **bench.tasks[t].higher_is_better} for t in tasks}
@@ -589,10 +589,10 @@ def main(argv: list[str] | None = None) -> int:
         (out / "selection_quality.json").write_text(json.dumps(summary, indent=1))
         print_table(summary)
     if args.phase in ("all", "heldout"):
-        spec, bench = gq._bench(args.recipe, args.seeds[0])
+        spec, bench = gq.recipe_benchmark(args.recipe, args.seeds[0])
         tasks = bench.tasks.names
         directions = {t: {LOSS: False, **bench.tasks[t].higher_is_better} for t in tasks}
-        aggregator = gq._settings(spec, bench, args.seeds[0]).aggregator
+        aggregator = gq.train_settings(spec, bench, args.seeds[0]).aggregator
         summary = score_held_out(
             out, args.seeds, tasks, aggregator, directions, args.shortlist, args.fraction
         )
