@@ -38,19 +38,19 @@ ProgressOption = Annotated[bool, typer.Option(help="show progress bars")]
 @app.callback()
 def _commands(
     threads: Annotated[
-        int | None,
+        int,
         typer.Option(
-            help="torch intra-op threads (default: torch's choice; 1 is often fastest "
-            "for small models or on a busy machine)"
+            help="torch intra-op threads on the CPU (1: the embedded benchmarks' small models "
+            "train fastest on one, and more collapse when other processes share the cores; "
+            "raise it for large models)"
         ),
-    ] = None,
+    ] = 1,
 ) -> None:
     """Which tasks should train together? Measure inter-task affinity, group tasks, train."""
-    if threads is not None:
-        _positive("--threads", threads)
-        import torch
+    _positive("--threads", threads)
+    import torch
 
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
 
 
 def _positive(name: str, value: int | None) -> None:
