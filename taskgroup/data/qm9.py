@@ -288,19 +288,27 @@ class EdgeConditionedConv(nn.Module):
         return summed / count + self.root(x) + self.bias
 
 
-class GRUStep(nn.Module):
+class GatedStep(nn.Module):
+    """The parameters of a recurrent cell with ``gates`` gates, named, shaped and initialised as
+    ``torch.nn.GRUCell`` (3 gates) and ``torch.nn.LSTMCell`` (4) define them."""
+
+    def __init__(self, size: int, hidden: int, gates: int):
+        super().__init__()
+        self.weight_ih = nn.Parameter(torch.empty(gates * hidden, size))
+        self.weight_hh = nn.Parameter(torch.empty(gates * hidden, hidden))
+        self.bias_ih = nn.Parameter(torch.empty(gates * hidden))
+        self.bias_hh = nn.Parameter(torch.empty(gates * hidden))
+        bound = 1.0 / math.sqrt(hidden)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+
+class GRUStep(GatedStep):
     """One step of a GRU (``torch.nn.GRUCell``'s equations, parameters and initialisation),
     written out because ``torch.func.vmap`` has no batching rule for ``gru_cell``."""
 
     def __init__(self, size: int, hidden: int):
-        super().__init__()
-        self.weight_ih = nn.Parameter(torch.empty(3 * hidden, size))
-        self.weight_hh = nn.Parameter(torch.empty(3 * hidden, hidden))
-        self.bias_ih = nn.Parameter(torch.empty(3 * hidden))
-        self.bias_hh = nn.Parameter(torch.empty(3 * hidden))
-        bound = 1.0 / math.sqrt(hidden)
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
+        super().__init__(size, hidden, gates=3)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """``x [N, size]``, ``h [N, hidden]`` -> the new ``h [N, hidden]``."""
@@ -312,19 +320,12 @@ class GRUStep(nn.Module):
         return (1 - update) * candidate + update * h
 
 
-class LSTMStep(nn.Module):
+class LSTMStep(GatedStep):
     """One step of an LSTM (``torch.nn.LSTMCell``'s equations, parameters and initialisation),
     written out because ``torch.func.vmap`` has no batching rule for ``lstm_cell``."""
 
     def __init__(self, size: int, hidden: int):
-        super().__init__()
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden, size))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden, hidden))
-        self.bias_ih = nn.Parameter(torch.empty(4 * hidden))
-        self.bias_hh = nn.Parameter(torch.empty(4 * hidden))
-        bound = 1.0 / math.sqrt(hidden)
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
+        super().__init__(size, hidden, gates=4)
 
     def forward(
         self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
