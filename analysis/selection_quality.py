@@ -545,36 +545,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out
     if args.phase in ("all", "train", "affinity"):
-        phase = args.phase
-        gq.main(
-            [
-                "--recipe",
-                args.recipe,
-                "--workers",
-                str(args.workers),
-                "--out",
-                str(out),
-                "--phase",
-                phase if phase != "all" else "train",
-                "--seeds",
-                *map(str, args.seeds),
-            ]
-        )
-        if phase == "all":
-            gq.main(
-                [
-                    "--recipe",
-                    args.recipe,
-                    "--workers",
-                    str(args.workers),
-                    "--out",
-                    str(out),
-                    "--phase",
-                    "affinity",
-                    "--seeds",
-                    *map(str, args.seeds),
-                ]
-            )
+        phases = ["train", "affinity"] if args.phase == "all" else [args.phase]
+        common = ["--recipe", args.recipe, "--workers", str(args.workers), "--out", str(out)]
+        for phase in phases:
+            gq.main([*common, "--phase", phase, "--seeds", *map(str, args.seeds)])
     if args.phase in ("all", "verify"):
         jobs = [
             (_verify_seed, args.recipe, seed, out, args.shortlist, args.fraction)
