@@ -22,11 +22,14 @@ def affinity_table(affinity: AffinityMatrix, top: int = 5) -> str:
     names = affinity.tasks
     width = max(8, *(len(n) for n in names))
     header = f"{'source → target':<{width}} " + " ".join(f"{n[:10]:>10}" for n in names)
-    lines = [
-        f"Lookahead affinity Z[source, target]{unit}; > 0: the source's step lowers the "
-        f"target's loss",
-        header,
-    ]
+    signal = affinity.metadata.get("lookahead")
+    title = (
+        f"Gradient cosine Z[source, target]{unit}; > 0: the tasks' gradients agree"
+        if signal == "cosine"
+        else f"Lookahead affinity Z[source, target]{unit}; > 0: the source's step lowers the "
+        f"target's loss"
+    )
+    lines = [title, header]
     for name, row in zip(names, affinity.values, strict=True):
         lines.append(f"{name:<{width}} " + " ".join(f"{v * factor:>10.3f}" for v in row))
     pairs = affinity.pairs()
