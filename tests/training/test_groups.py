@@ -36,10 +36,14 @@ def test_baselines_and_delta_m_from_their_parts(results, bench):
     assert all(s.tasks == (t,) and s.aggregator == "mean" for t, s in r.single.items())
     assert r.together.tasks == tuple(bench.tasks.names) and r.together.aggregator == "nash_mtl"
     # independent Δm: mean over tasks of the relative change in MAE (lower is better)
-    by_hand = 100 * sum(
-        (r.metrics[t]["mae"] - r.single[t].test[t]["mae"]) / r.single[t].test[t]["mae"]
-        for t in bench.tasks.names
-    ) / len(bench.tasks)
+    by_hand = (
+        100
+        * sum(
+            (r.metrics[t]["mae"] - r.single[t].test[t]["mae"]) / r.single[t].test[t]["mae"]
+            for t in bench.tasks.names
+        )
+        / len(bench.tasks)
+    )
     assert r.delta_m() == pytest.approx(by_hand)
     assert r.delta_m_together() == pytest.approx(
         delta_m(r.together.test, {t: r.single[t].test[t] for t in r.tasks}, r.directions)
