@@ -28,6 +28,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from taskgroup.affinity.optimizer_step import stepped_parameters
+from taskgroup.distributed import average
 from taskgroup.gradients import flatten, task_gradients
 from taskgroup.models import SharedSpec, shared_parameters
 
@@ -213,12 +214,6 @@ def _distributed(flag: bool | None) -> bool:
     return active if flag is None else bool(flag)
 
 
-def _average_across_ranks(t: torch.Tensor) -> torch.Tensor:
-    t = t.detach().clone()
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t / dist.get_world_size()
-
-
 def _resolve_lookahead(lookahead, optimizer, lr) -> tuple[str, float]:
     if lookahead is None:
         lookahead = "optimizer" if optimizer is not None else "sgd"
@@ -280,8 +275,8 @@ def measure_lookahead(
         )
         del outputs, task_losses
         if across_ranks:
-            grads = _average_across_ranks(grads)
-            base = _average_across_ranks(base)
+            grads = average(grads)
+            base = average(base)
         if bool((base == 0).any()):
             zero = [names[j] for j in range(len(names)) if float(base[j]) == 0.0]
             raise ValueError(
@@ -315,7 +310,7 @@ def measure_lookahead(
             tie_weights=tied,
         )
     if across_ranks:
-        after = _average_across_ranks(after)
+        after = average(after)
     check_finite(after, names, "a lookahead loss (the step is too large?)")
     return LookaheadMeasurement(1.0 - after.double() / base64[None, :], base, lr)
 

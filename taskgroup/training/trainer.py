@@ -215,7 +215,7 @@ def train_group(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(settings.seed)
             if checkpoint is None:
-                state = _fresh_state(model, bench, settings)
+                state = _fresh_state(model, bench)
                 if directory is not None:  # the best weights so far: the initialisation
                     save_checkpoint(directory / WEIGHTS, model.state_dict())
                 log.scalars(0, "val", _flat(state["best"]["val"]))
@@ -294,7 +294,7 @@ def _flat(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     return {f"{task}/{name}": v for task, values in metrics.items() for name, v in values.items()}
 
 
-def _fresh_state(model, bench: Benchmark, settings: TrainSettings) -> dict[str, Any]:
+def _fresh_state(model, bench: Benchmark) -> dict[str, Any]:
     val = evaluate(model, bench.val, bench.tasks)
     initial = {t: val[t][LOSS] for t in val}
     for task, loss in initial.items():
