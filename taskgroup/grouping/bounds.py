@@ -396,7 +396,7 @@ def lp_bound_search(
         lp_value, pi, lam, _ = master_lp(
             columns, np.array([weights[c] for c in columns]), n, budget
         )
-        new = add(_grow(values, pi, lam + tol, rows, keep=2 * n))
+        new = add(_grow(values, pi, lam + tol, rows, keep=4 * n))
         if not new:
             break
         columns.extend(new)

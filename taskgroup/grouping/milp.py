@@ -30,6 +30,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
@@ -62,6 +63,10 @@ def _silence_banner() -> None:
         os.dup2(saved, 1)
         os.close(saved)
     _banner_silenced = True
+
+
+class NoSolution(RuntimeError):
+    """HiGHS stopped at its time limit before finding any grouping."""
 
 
 class SetPartitionModel:
@@ -97,18 +102,22 @@ class SetPartitionModel:
         if time_limit is not None:
             options["time_limit"] = float(time_limit)
         cp = self.cp
-        self.problem.solve(solver=cp.HIGHS, **options)
-        if self.z.value is None:
-            raise RuntimeError(f"internal error: HiGHS returned {self.problem.status}")
-        chosen = [self.columns[c] for c in np.flatnonzero(self.z.value > 0.5)]
+        with warnings.catch_warnings():
+            # stopped by the time limit, cvxpy warns of an inaccurate solution: checked below
+            warnings.filterwarnings("ignore", "Solution may be inaccurate")
+            self.problem.solve(solver=cp.HIGHS, **options)
+        value = self.z.value
+        chosen = [] if value is None else [self.columns[c] for c in np.flatnonzero(value > 0.5)]
         if (
             sum(chosen) != (1 << self.n) - 1
             or len(chosen) > budget
             or any(a & b for i, a in enumerate(chosen) for b in chosen[i + 1 :])
         ):
+            if self.problem.status == cp.USER_LIMIT:
+                raise NoSolution(f"HiGHS found no grouping within its {time_limit} s")
             raise RuntimeError(
-                f"HiGHS returned a solution that is not a grouping ({self.problem.status}); "
-                "try method='exact'"
+                f"internal error: HiGHS returned no grouping ({self.problem.status}); "
+                "try method='exact' or 'beam'"
             )
         stats = self.problem.solver_stats.extra_stats
         proven = self.problem.status == cp.OPTIMAL

@@ -14,7 +14,9 @@ greedy     the same with width 1                                  any      LP bo
 spectral   spectral clustering (scikit-learn) + local search      any      LP bound
 community  greedy modularity (networkx) + local search            any      LP bound
 auto       exact up to 22 tasks (60 s limit, then its bound);     any      as chosen
-           beyond, the best of beam, spectral and community
+           beyond, the best of beam, spectral, community and
+           price and branch (the set-partitioning MILP over the
+           LP bound's columns and the heuristics' served sets)
 hoa        Standley's higher-order approximation from a           any      as auto
            ``PairTable`` (single and pair trainings), reduced
            exactly to this objective and solved by auto
@@ -26,6 +28,7 @@ by a size relaxation and a time-limited pricing search, and can be loose (see do
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 
@@ -48,6 +51,7 @@ AUTO_EXACT_TASKS = 22
 AUTO_TIME_LIMIT = 60.0
 MILP_TIME_LIMIT = 60.0
 BOUND_TIME_LIMIT = 3.0
+PRICE_AND_BRANCH_SECONDS = 3.0
 EXHAUSTIVE_PARTITIONS = 20_000
 
 
@@ -134,9 +138,16 @@ def _solve(
             method = "exact"
             time_limit = AUTO_TIME_LIMIT if time_limit is None else time_limit
         else:
-            info["auto"] = "best of beam, spectral, community"
+            info["auto"] = "best of beam, spectral, community, price-and-branch"
             return _heuristic(
-                problem, budget, ("beam", "spectral", "community"), time_limit, warm, started, info
+                problem,
+                budget,
+                ("beam", "spectral", "community"),
+                time_limit,
+                warm,
+                started,
+                info,
+                price_and_branch=True,
             )
     if method == "exact":
         exact.check_size(n, "exact")
@@ -193,7 +204,12 @@ def _heuristic(
     warm: Sequence[int] | None,
     started: float,
     info: dict,
+    price_and_branch: bool = False,
 ) -> Grouping:
+    """Run the heuristics ``methods``, bound their best grouping (the LP bound) and return it.
+    ``price_and_branch``: also solve the set-partitioning MILP over the bound's generated
+    columns and every heuristic's served sets (``PRICE_AND_BRANCH_SECONDS``), polished by local
+    search; it competes as one more method."""
     sets = problem.sets
     found: dict[str, list[int]] = {}
     for name in methods:
@@ -205,23 +221,25 @@ def _heuristic(
             found[name] = heuristics.spectral(sets, budget, seed=problem.seed)
         else:
             found[name] = heuristics.community(sets, budget)
-    scores = {name: sets.total(blocks) for name, blocks in found.items()}
-    winner = max(scores, key=lambda name: scores[name])
-    blocks = found[winner]
     if warm is not None:
         polished = heuristics.local_search(sets, list(warm), budget)
-        if sets.total(polished) > scores[winner]:
-            blocks = polished
-            info["warm_start"] = True
+        if all(sets.total(polished) > sets.total(blocks) for blocks in found.values()):
+            found["local search"] = polished  # of the warm start
     bound = heuristics.upper_bound(
         sets,
         budget,
         [b for found_blocks in found.values() for b in found_blocks],
         time_limit=BOUND_TIME_LIMIT if time_limit is None else time_limit,
     )
-    value = sets.total(blocks)
+    if price_and_branch:
+        found["price-and-branch"] = _price_and_branch(problem, budget, bound, found.values())
+    scores = {name: sets.total(blocks) for name, blocks in found.items()}
+    winner = max(scores, key=lambda name: scores[name])
+    blocks = found[winner]
+    value = scores[winner]
     info |= {
         "scores": scores if len(scores) > 1 else None,
+        "warm_start": True if winner == "local search" else None,
         "lp_columns": len(bound.columns),
         "lp_estimate": bound.lp_value,
     }
@@ -238,6 +256,29 @@ def _heuristic(
         seconds=time.perf_counter() - started,
         info={k: v for k, v in info.items() if v is not None},
     )
+
+
+def _price_and_branch(
+    problem: _Problem, budget: int, bound: heuristics.LPBound, groupings: Iterable[list[int]]
+) -> list[int]:
+    """The best grouping whose served sets are all columns of the LP bound's column generation
+    or of ``groupings``: the set-partitioning MILP over them (HiGHS, at most
+    ``PRICE_AND_BRANCH_SECONDS``), then local search. Falls back to the best of ``groupings``
+    when HiGHS finds nothing in time."""
+    sets = problem.sets
+    groupings = list(groupings)
+    weights = dict(bound.weights or {})
+    columns = [
+        c
+        for c in dict.fromkeys([*bound.columns, *(b for g in groupings for b in g)])
+        if math.isfinite(weights.setdefault(c, sets.of(c)))
+    ]
+    model = milp.SetPartitionModel(columns, np.array([weights[c] for c in columns]), problem.n)
+    try:
+        chosen, _, _ = model.solve(budget, PRICE_AND_BRANCH_SECONDS)
+    except milp.NoSolution:
+        chosen = max(groupings, key=sets.total)
+    return heuristics.local_search(sets, chosen, budget)
 
 
 def _blocks_of(grouping: Grouping) -> list[int]:

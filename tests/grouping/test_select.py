@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 import taskgroup as tg
+from taskgroup.grouping import milp, select
+from taskgroup.grouping.bounds import LPBound, mask_members
 from tests.grouping.conftest import random_matrix
+from tests.grouping.reference import optimum, served_value, set_partitions
 
 Z = random_matrix(5, 0)
 
@@ -72,12 +77,14 @@ def test_auto_is_exact_when_affordable_and_heuristic_beyond():
     small = tg.select_groups(Z, 2)
     assert small.method == "exact" and small.optimal and small.info["auto"] == "exact"
     large = tg.select_groups(random_matrix(23, 1, "planted"), 3, time_limit=0.5)
-    assert large.method in ("beam", "spectral", "community")
+    assert large.method in ("beam", "spectral", "community", "price-and-branch")
     assert large.bound >= large.score and set(large.info["scores"]) == {
         "beam",
         "spectral",
         "community",
+        "price-and-branch",
     }
+    assert large.score == max(large.info["scores"].values())
 
 
 def test_sweep_budgets_and_errors():
@@ -97,3 +104,76 @@ def test_with_singleton_zero_a_hurt_task_trains_alone():
     assert alone.groups == [("0", "1"), ("2",)] and alone.score == pytest.approx(2.0)
     assert tag.score < alone.score and all(len(g) >= 2 for g in tag.groups)
     assert "(trained alone)" in alone.describe()
+
+
+def _brute_force_over_columns(values, budget, allowed) -> float:
+    """The best grouping whose served sets all lie in ``allowed`` (bitmasks), by enumeration."""
+    best = -np.inf
+    for blocks in set_partitions(list(range(len(values))), budget):
+        masks = [sum(1 << j for j in block) for block in blocks]
+        if all(m in allowed for m in masks):
+            total = sum(
+                served_value(values, tuple(sorted(b)), partition=False, singleton_score=None)
+                for b in blocks
+            )
+            best = max(best, total)
+    return best
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_set_partition_model_over_some_columns_is_the_brute_force_best(seed):
+    n, budget = 7, 3
+    values = random_matrix(n, seed)
+    sets = select._Problem(values, [str(i) for i in range(n)], False, None, 0).sets
+    rng = np.random.default_rng(seed)
+    columns = [m for m in range(1, 2**n) if m & (m - 1) and rng.random() < 0.25]
+    columns += [0b0000111, 0b1111000]  # so that a grouping exists
+    weights = np.array([sets.of(m) for m in columns])
+    chosen, _, proven = milp.SetPartitionModel(columns, weights, n).solve(budget, None)
+    assert proven and len(chosen) <= budget
+    assert sorted(j for b in chosen for j in mask_members(b)) == list(range(n))
+    assert sets.total(chosen) == pytest.approx(
+        _brute_force_over_columns(values, budget, set(columns)), abs=1e-9
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_price_and_branch_is_between_its_columns_best_and_the_optimum(seed):
+    n, budget = 7, 3
+    values = random_matrix(n, seed)
+    problem = select._Problem(values, [str(i) for i in range(n)], False, None, 0)
+    rng = np.random.default_rng(seed)
+    columns = [m for m in range(1, 2**n) if m & (m - 1) and rng.random() < 0.25]
+    known = [0b0000111, 0b1111000]
+    bound = LPBound(math.inf, np.zeros(n), 0.0, columns, 0.0, 0)
+    blocks = select._price_and_branch(problem, budget, bound, [known])
+    assert sorted(j for b in blocks for j in mask_members(b)) == list(range(n))
+    assert len(blocks) <= budget
+    value = problem.sets.total(blocks)
+    assert value >= _brute_force_over_columns(values, budget, {*columns, *known}) - 1e-9
+    assert value <= optimum(values, budget, partition=False, singleton_score=None) + 1e-9
+
+
+def test_price_and_branch_falls_back_to_the_best_known_grouping(monkeypatch):
+    def no_solution(self, budget, time_limit):
+        raise milp.NoSolution("no grouping in time")
+
+    monkeypatch.setattr(milp.SetPartitionModel, "solve", no_solution)
+    values = random_matrix(6, 0)
+    problem = select._Problem(values, [str(i) for i in range(6)], False, None, 0)
+    worse, better = [0b000011, 0b111100], [0b000111, 0b111000]
+    if problem.sets.total(worse) > problem.sets.total(better):
+        worse, better = better, worse
+    bound = LPBound(math.inf, np.zeros(6), 0.0, [], 0.0, 0)
+    blocks = select._price_and_branch(problem, 2, bound, [worse, better])
+    assert problem.sets.total(blocks) >= problem.sets.total(better)
+
+
+def test_auto_beyond_exact_beats_the_heuristics_by_price_and_branch():
+    # a matrix where every heuristic stops 1.6% short of the best grouping over the LP's columns
+    g = tg.select_groups(random_matrix(23, 8), 3)
+    scores = g.info["scores"]
+    assert g.method == "price-and-branch"
+    assert g.score == pytest.approx(9.403468607296713, rel=1e-9)
+    assert g.score > 1.01 * max(v for k, v in scores.items() if k != "price-and-branch")
+    assert g.score == pytest.approx(tg.grouping.score(random_matrix(23, 8), g.groups))
