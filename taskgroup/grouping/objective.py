@@ -329,6 +329,18 @@ class Grouping:
         )
         lines.append("")
         lines.append(f"  score {self.score:.6g} ({status}) in {self.seconds:.2f} s")
+        estimate = self.info.get("lp_estimate")
+        if (
+            not self.optimal
+            and self.bound is not None
+            and estimate is not None
+            and self.score <= estimate < self.bound - 1e-9 * abs(self.bound)
+        ):
+            lines.append(
+                f"  (not a proof: the LP over the {self.info.get('lp_columns', 'generated')} "
+                f"served sets that column generation found is {estimate:.6g}, "
+                f"{100 * relative_gap(estimate, self.score):.2f}% above the score)"
+            )
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:

@@ -158,3 +158,24 @@ def test_groups_are_canonical_and_serve_every_task():
     for task, index in g.serves.items():
         assert task in g.groups[index]
     assert list(itertools.chain(g.groups))  # non-empty
+
+
+def test_describe_names_the_lp_estimate_only_when_it_says_more_than_the_bound():
+    from taskgroup.grouping.objective import make_grouping
+
+    def grouping(bound, optimal, estimate):
+        return make_grouping(
+            Z, TASKS, [(0, 1), (2, 3)], budget=2, partition=False, singleton_score=None,
+            method="beam", bound=bound, optimal=optimal,
+            info={"lp_estimate": estimate, "lp_columns": 17},
+        )  # fmt: skip
+
+    score = grouping(None, False, None).score
+    assert score > 0  # this matrix's grouping
+    loose = grouping(3 * score, False, score / 0.99).describe()
+    assert "not a proof: the LP over the 17 served sets" in loose
+    assert "1.00% above the score" in loose  # (estimate − score) / estimate
+    assert "not a proof" not in grouping(score, True, score).describe()
+    assert "not a proof" not in grouping(3 * score, False, None).describe()
+    assert "not a proof" not in grouping(3 * score, False, 0.5 * score).describe()
+    assert "not a proof" not in grouping(3 * score, False, 3 * score).describe()
