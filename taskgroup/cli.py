@@ -139,6 +139,13 @@ def group(
     out: Annotated[
         Path | None, typer.Option(help="output directory (default: where the affinity is)")
     ] = None,
+    certify: Annotated[
+        float | None,
+        typer.Option(
+            help="then spend up to this many seconds proving a tighter bound (semidefinite "
+            "pricing; minutes at 40 tasks)"
+        ),
+    ] = None,
 ) -> None:
     """Choose the groups of tasks to train together from an affinity matrix (TAG's selection),
     or with --method hoa from single-task and pair trainings (Standley et al.).
@@ -175,6 +182,10 @@ def group(
         time_limit=time_limit,
         pairs=pairs,
         normalize=normalize,
+        certify=certify,
+        on_certificate_round=lambda r, bound, best: typer.echo(
+            f"certificate round {r}: bound {bound:.6g} (best {best:.6g})", err=True
+        ),
     )
     _print_grouping(chosen, curve)
     if "cost" in chosen.info:

@@ -14,6 +14,7 @@ from typing import Any
 
 from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.grouping import Grouping, select_groups
+from taskgroup.grouping import certify as certify_grouping
 from taskgroup.grouping import sweep as sweep_budgets
 from taskgroup.manifest import MANIFEST, claim_run_dir, record_stage, run_identity
 from taskgroup.recipes import Recipe
@@ -98,12 +99,16 @@ def group_stage(
     time_limit: float | None = None,
     pairs: Path | None = None,
     normalize: str | None = None,
+    certify: float | None = None,
+    on_certificate_round=None,
 ) -> tuple[Grouping, list[Grouping]]:
     """Select groups from ``affinity_path``, or with ``method="hoa"`` from the pair table
     ``pairs`` (``pairs.json`` of :func:`~taskgroup.pair_results`; its HOA score matrix is what
     the graph shows); write ``groups.json`` (with the sweep of budgets 1..n when ``sweep``) and
     its plots. ``normalize="source"`` selects from the relative affinity
-    (:meth:`AffinityMatrix.relative`). Returns the chosen grouping and the sweep."""
+    (:meth:`AffinityMatrix.relative`). ``certify``: then spend up to that many seconds on the
+    chosen grouping's semidefinite certificate (:func:`taskgroup.grouping.certify`; its rounds
+    reported to ``on_certificate_round``). Returns the chosen grouping and the sweep."""
     from taskgroup.grouping.pairs import PairTable
     from taskgroup.report import plots
 
@@ -125,6 +130,11 @@ def group_stage(
         raise ValueError(f"the budget must lie in 1..{n} (the number of tasks), got {budget!r}")
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"{run_dir}: not a directory")
+    if certify is not None and (pairs is not None or not certify > 0):
+        raise ValueError(
+            "--certify takes a positive number of seconds and applies to an affinity matrix, "
+            f"not a pair table; got {certify!r}{' with --pairs' if pairs is not None else ''}"
+        )
     run_identity(run_dir)  # a corrupt manifest fails here, before anything is written
     options = {
         "method": method,
@@ -139,6 +149,8 @@ def group_stage(
     else:
         curve = []
         chosen = select_groups(source, budget, **options)
+    if certify is not None:
+        chosen = certify_grouping(source, chosen, time_limit=certify, on_round=on_certificate_round)
     seconds = time.perf_counter() - started
     figures = {"groups_graph.png": plots.grouping_graph(affinity, chosen)}
     if sweep:

@@ -118,6 +118,7 @@ def test_bad_affinity_file_is_one_line_and_writes_nothing(tmp_path, capsys, case
         (["--budget", "2", "--method", "simulated"], "method must be one of"),
         (["--budget", "2", "--singleton-score", "inf"], "singleton_score must be finite"),
         (["--budget", "2", "--time-limit", "-1"], "time_limit must be a positive"),
+        (["--budget", "2", "--certify", "0"], "--certify takes a positive number of seconds"),
     ],
 )
 def test_bad_options_are_one_line_and_write_nothing(tmp_path, capsys, args, message):
@@ -176,3 +177,19 @@ def tg_score(affinity, groups):
     from taskgroup.grouping import score
 
     return score(affinity, [tuple(g) for g in groups])
+
+
+def test_group_certify_reports_rounds_and_keeps_a_valid_bound(tmp_path, capsys):
+    out = tmp_path / "run"
+    tasks = [f"t{j}" for j in range(8)]
+    values = np.random.default_rng(5).normal(size=(8, 8)) * 0.01  # greedy is 5% short here
+    tg.AffinityMatrix(values, tasks, lookahead="sgd").save(out / "affinity.json")
+    greedy = tg.select_groups(values, 3, method="greedy", tasks=tasks)
+    assert not greedy.optimal
+    args = ["group", str(out), "--budget", "3", "--method", "greedy", "--certify", "60"]
+    assert main(args) == 0
+    g = tg.Grouping.load(out / "groups.json")
+    assert g.groups == greedy.groups and g.score == greedy.score
+    assert greedy.score < tg.select_groups(values, 3, tasks=tasks).score <= g.bound + 1e-12
+    assert g.bound <= greedy.bound
+    assert "certificate round 1: bound" in capsys.readouterr().err

@@ -6,13 +6,24 @@
     tg.grouping.score(affinity, [("a", "b"), ("c", "d")])     # TAG's objective
     tg.select_groups(tg.pair_results(bench, {}), 3, method="hoa")  # Standley's HOA
     tg.grouping.top_groupings(affinity, 3, k=8)                 # a shortlist, best first
+    tg.grouping.certify(affinity, grouping, time_limit=600)     # opt-in: a tighter bound, slowly
 
 See docs/grouping.md for the objective, the singleton convention and the solvers.
 """
 
+from taskgroup.grouping.certificate import certify
 from taskgroup.grouping.objective import Grouping, score
 from taskgroup.grouping.pairs import PairTable
 from taskgroup.grouping.select import METHODS, select_groups, sweep
 from taskgroup.grouping.shortlist import top_groupings
 
-__all__ = ["METHODS", "Grouping", "PairTable", "score", "select_groups", "sweep", "top_groupings"]
+__all__ = [
+    "METHODS",
+    "Grouping",
+    "PairTable",
+    "certify",
+    "score",
+    "select_groups",
+    "sweep",
+    "top_groupings",
+]

@@ -321,13 +321,29 @@ def size_bound_prices(
         raise RuntimeError(f"internal error: the size-bound LP failed ({res.message})")
     # re-derive a valid bound from the returned π, so solver tolerances cannot undercut it
     pi = res.x[:n]
-    lam = 0.0 if singleton_score is None else float(np.max(singleton_score - pi))
-    for q in range(sizes):
-        terms = best_mean[q] - pi
-        if not partition:
-            terms = np.maximum(terms, 0.0)
-        lam = max(lam, float(np.sort(terms)[-(q + 2) :].sum()))
+    lam = float(size_relaxation(values, pi, partition=partition).max())
+    if singleton_score is not None:
+        lam = max(lam, float(np.max(singleton_score - pi)))
     return float(pi.sum() + budget * max(lam, 0.0)), pi
+
+
+def size_relaxation(values: np.ndarray, pi: np.ndarray, *, partition: bool) -> np.ndarray:
+    """``upper [n + 1]``: upper[k] ≥ max over groups S of k tasks of f(S) = Σ_{j ∈ S}
+    g(a(j, S) − π_j) (k ≥ 2; −inf below): the sum of the k largest g(m_j(k) − π_j), m_j(k) the
+    mean of the k − 1 largest Z[i, j] (each task with its own best partners)."""
+    n = len(values)
+    off = values.astype(np.float64, copy=True)
+    np.fill_diagonal(off, -np.inf)
+    upper = np.full(n + 1, -np.inf)
+    if n < 2:
+        return upper
+    best_mean = np.cumsum(-np.sort(-off, axis=0)[: n - 1], axis=0) / np.arange(1, n)[:, None]
+    terms = best_mean - pi  # row q: groups of q + 2 tasks
+    if not partition:
+        terms = np.maximum(terms, 0.0)
+    ordered = np.cumsum(-np.sort(-terms, axis=1), axis=1)
+    upper[2:] = ordered[np.arange(n - 1), np.arange(1, n)]
+    return upper
 
 
 def lagrangian_bound(

@@ -1,0 +1,344 @@
+"""Opt-in certificate for large problems: the LP bound priced by semidefinite relaxations.
+
+Beyond 20 tasks the default bound (:func:`taskgroup.grouping.heuristics.upper_bound`) prices the
+set-partitioning LP with relaxations in which every task picks its own best partners, and it can
+be loose (docs/grouping.md, *Why it is loose*). :func:`certify` spends minutes instead of seconds
+and bounds the pricing problem for each group size k by a semidefinite relaxation. With
+x_i = [i ∈ S], y_j = [j ∈ S is served] and the moment matrix P of (1, x, y) (blocks X, W = x yᵀ,
+Y), the relaxation is
+
+    max  Σ_{i ≠ j} Z[i, j] W_ij / (k − 1) − Σ_j π_j y_j
+    s.t. P ⪰ 0,  P_00 = 1,  diag X = x,  diag Y = y,  W_jj = y_j,  Σ_i x_i = k,
+         Σ_i X_ij = k x_j,  Σ_i W_ij = k y_j,  y ≤ x,
+         max(0, x_i + y_j − 1) ≤ W_ij ≤ min(x_i, y_j),  X ≥ 0,  0 ≤ Y_ij ≤ W_ij  (i ≠ j)
+         (and y = x with ``partition=True``),
+
+which SCS solves in under a second at 40 tasks once cvxpy has compiled it (about 4 s per size,
+once). Its reported value is not trusted. The bound
+used is the Lagrangian value of the solver's multipliers (μ, ν ≥ 0): every admissible P has
+trace ≤ 1 + 2k, so
+
+    max over groups of size k ≤ μ·b + (1 + 2k) · max(0, λ_max(C − A*(μ, ν))),
+
+whatever the multipliers are. For any prices π, Σ π + B · max_k (that bound) then bounds every
+grouping, as in :mod:`taskgroup.grouping.bounds`.
+
+The prices come from a master LP over the served sets that column generation found plus one
+fractional column (y, value) per solved relaxation. That LP relaxes the set-partitioning LP, so
+its duals are admissible prices; it is solved by interior point without crossover, because the
+master is massively degenerate and a vertex's duals are arbitrary. Each round prices at a point
+between the best prices so far and the master's (Wentges smoothing, ``SMOOTHING``), and every
+round's bound is valid; the lowest is kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from taskgroup.grouping import heuristics
+from taskgroup.grouping.bounds import _grow, mask_members, master_lp, size_relaxation
+from taskgroup.grouping.objective import Grouping, affinity_problem, relative_gap, score
+
+SMOOTHING = 0.5  # weight of the best prices so far in the point a round prices at
+SCS_EPS = 1e-6
+COLUMN_SECONDS = 60.0  # the most the greedy column generation may take first
+
+
+class SizeRelaxation:
+    """The semidefinite relaxation above for groups of ``k`` of ``n`` tasks, built once; the
+    prices change only the objective (a cvxpy parameter)."""
+
+    def __init__(self, n: int, k: int, partition: bool):
+        import cvxpy as cp  # here: importing cvxpy takes most of a second
+
+        self.n, self.k = n, k
+        self.size = size = 2 * n + 1
+        self.trace_bound = 1.0 + 2.0 * k
+        self.a_eq, self.b_eq, self.a_in, self.b_in = _constraints(n, k, partition)
+        self.matrix = cp.Variable((size, size), symmetric=True)
+        self.objective = cp.Parameter(size * size)
+        flat = cp.vec(self.matrix, order="C")
+        self.equalities = self.a_eq @ flat == self.b_eq
+        self.inequalities = self.a_in @ flat <= self.b_in
+        self.problem = cp.Problem(
+            cp.Maximize(self.objective @ flat),
+            [self.matrix >> 0, self.equalities, self.inequalities],
+        )
+
+    def objective_of(self, values: np.ndarray, pi: np.ndarray) -> np.ndarray:
+        n = self.n
+        c = np.zeros((self.size, self.size))
+        c[1 : n + 1, n + 1 :] = (values - np.diag(np.diag(values))) / (self.k - 1)
+        c[0, n + 1 :] = -pi
+        return c.reshape(-1)
+
+    def solve(self, values: np.ndarray, pi: np.ndarray) -> tuple[float, np.ndarray, float]:
+        """``(upper, y [n], value)``: a valid bound on max f(S) over |S| = k at prices ``pi``,
+        and the relaxation's solution as a fractional served set y worth ``value`` before
+        prices (Σ Z W / (k − 1))."""
+        import cvxpy as cp
+
+        c = self.objective_of(values, pi)
+        self.objective.value = c
+        with warnings.catch_warnings():  # an inaccurate solve only loosens the bound below
+            warnings.simplefilter("ignore")
+            self.problem.solve(solver=cp.SCS, eps=SCS_EPS, max_iters=50_000, warm_start=True)
+        if self.matrix.value is None or self.equalities.dual_value is None:
+            return math.inf, np.zeros(self.n), -math.inf
+        moment = self.matrix.value
+        n = self.n
+        y = np.clip(moment[0, n + 1 :], 0.0, 1.0)
+        w = moment[1 : n + 1, n + 1 :]
+        value = float(((values - np.diag(np.diag(values))) * w).sum() / (self.k - 1))
+        return self._lagrangian(c), y, value
+
+    def _lagrangian(self, c: np.ndarray) -> float:
+        """μ·b + trace bound · max(0, λ_max(C − A*(μ, ν))) from the solver's multipliers; the
+        sign convention of equality multipliers is solver-specific, so both are tried."""
+        mu = np.asarray(self.equalities.dual_value, dtype=np.float64)
+        nu = np.maximum(np.asarray(self.inequalities.dual_value, dtype=np.float64), 0.0)
+        best = math.inf
+        for sign in (1.0, -1.0):
+            linear = (c - sign * (self.a_eq.T @ mu) - self.a_in.T @ nu).reshape(self.size, -1)
+            top = float(np.linalg.eigvalsh((linear + linear.T) / 2)[-1])
+            constant = sign * float(self.b_eq @ mu) + float(self.b_in @ nu)
+            best = min(best, constant + self.trace_bound * max(0.0, top))
+        return best
+
+
+def _constraints(n: int, k: int, partition: bool):
+    """The linear constraints of the relaxation over the row-major flattening of P."""
+    size = 2 * n + 1
+
+    def x(i: int) -> int:
+        return 1 + i
+
+    def y(j: int) -> int:
+        return 1 + n + j
+
+    rows: dict[str, list] = {"eq": [[], [], [], []], "in": [[], [], [], []]}
+
+    def add(kind: str, terms: list[tuple[int, int, float]], rhs: float) -> None:
+        r, c, v, b = rows[kind]
+        row = len(b)
+        for a, bb, coefficient in terms:
+            r.append(row)
+            c.append(a * size + bb)
+            v.append(coefficient)
+        b.append(rhs)
+
+    add("eq", [(0, 0, 1.0)], 1.0)
+    for i in range(n):
+        add("eq", [(x(i), x(i), 1.0), (0, x(i), -1.0)], 0.0)
+        add("eq", [(y(i), y(i), 1.0), (0, y(i), -1.0)], 0.0)
+        add("eq", [(x(i), y(i), 1.0), (0, y(i), -1.0)], 0.0)
+        if partition:
+            add("eq", [(0, y(i), 1.0), (0, x(i), -1.0)], 0.0)
+    add("eq", [(0, x(i), 1.0) for i in range(n)], float(k))
+    for j in range(n):
+        add("eq", [*((x(i), x(j), 1.0) for i in range(n)), (0, x(j), -float(k))], 0.0)
+        add("eq", [*((x(i), y(j), 1.0) for i in range(n)), (0, y(j), -float(k))], 0.0)
+    for j in range(n):
+        add("in", [(0, y(j), 1.0), (0, x(j), -1.0)], 0.0)
+        for i in range(n):
+            if i == j:
+                continue
+            add("in", [(x(i), y(j), -1.0)], 0.0)
+            add("in", [(x(i), y(j), 1.0), (0, y(j), -1.0)], 0.0)
+            add("in", [(x(i), y(j), 1.0), (0, x(i), -1.0)], 0.0)
+            add("in", [(x(i), y(j), -1.0), (0, x(i), 1.0), (0, y(j), 1.0)], 1.0)
+            add("in", [(x(i), x(j), -1.0)], 0.0)
+            add("in", [(y(i), y(j), -1.0)], 0.0)
+            add("in", [(y(i), y(j), 1.0), (x(i), y(j), -1.0)], 0.0)
+
+    def matrix(kind: str):
+        r, c, v, b = rows[kind]
+        return sp.csr_array((v, (r, c)), shape=(len(b), size * size)), np.array(b)
+
+    return (*matrix("eq"), *matrix("in"))
+
+
+def central_master(cover: np.ndarray, weights: np.ndarray, budget: int) -> tuple[np.ndarray, float]:
+    """The master LP max Σ w z s.t. cover z = 1, Σ z ≤ budget, z ≥ 0 (``cover`` [n, m], entries
+    in [0, 1]) by interior point without crossover: ``(π [n], λ ≥ 0)``, central optimal duals."""
+    import highspy
+
+    from taskgroup.grouping.milp import _silence_banner
+
+    _silence_banner()
+    n, m = cover.shape
+    matrix = sp.csc_array(np.vstack([cover, np.ones((1, m))]))
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = m, n + 1
+    lp.col_cost_ = -np.asarray(weights, dtype=np.float64)
+    lp.col_lower_ = np.zeros(m)
+    lp.col_upper_ = np.full(m, highspy.kHighsInf)
+    lp.row_lower_ = np.r_[np.ones(n), -highspy.kHighsInf]
+    lp.row_upper_ = np.r_[np.ones(n), float(budget)]
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = matrix.indptr
+    lp.a_matrix_.index_ = matrix.indices
+    lp.a_matrix_.value_ = matrix.data
+    solver = highspy.Highs()
+    solver.setOptionValue("output_flag", False)
+    solver.setOptionValue("solver", "ipm")
+    solver.setOptionValue("run_crossover", "off")
+    solver.passModel(lp)
+    solver.run()
+    duals = np.asarray(solver.getSolution().row_dual, dtype=np.float64)
+    return -duals[:n], max(0.0, -float(duals[n]))
+
+
+def _greedy_columns(
+    sets: heuristics.ServedSets,
+    columns: list[int],
+    weights: dict[int, float],
+    budget: int,
+    deadline: float,
+) -> list[int]:
+    """Column generation with greedy pricing (:func:`taskgroup.grouping.bounds._grow`) until it
+    finds nothing or ``deadline``: good integer columns make good first prices."""
+    n = sets.n
+    columns = list(columns)
+    while time.perf_counter() < deadline:
+        _, pi, lam, _ = master_lp(columns, np.array([weights[c] for c in columns]), n, budget)
+        new = []
+        for c in _grow(sets.values, pi, lam + sets.tol, sets.rows, keep=4 * n):
+            if c not in weights and math.isfinite(weights.setdefault(c, sets.of(c))):
+                new.append(c)
+        if not new:
+            break
+        columns += new
+    return columns
+
+
+def certify(
+    Z_or_A,
+    grouping: Grouping,
+    *,
+    time_limit: float = 600.0,
+    on_round: Callable[[int, float, float], None] | None = None,
+) -> Grouping:
+    """Spend up to ``time_limit`` seconds proving how far ``grouping`` can be from the optimum,
+    and return it with the lower of its own bound and the certificate's (``optimal`` set when
+    they meet; ``info["certificate"]`` records rounds, seconds and both bounds).
+
+    Opt-in because it is slow: about a minute per round at 40 tasks (one semidefinite program
+    per group size), a few rounds to converge. See the module docstring for the method and
+    docs/grouping.md for what it proved on the benchmark.
+
+    Args:
+        Z_or_A: the matrix the grouping was selected from (an ``AffinityMatrix`` or a square
+            array; the grouping's task names pick and order its rows).
+        grouping: what ``tg.select_groups`` returned (its budget, ``partition`` and
+            ``singleton_score`` define the problem).
+        time_limit: seconds of wall clock, checked between semidefinite programs.
+        on_round: called after each round with (round, bound of the round, best bound).
+
+    Raises:
+        ValueError: a non-positive ``time_limit``, or a matrix on which the grouping does not
+            score what it says (not the matrix it was selected from).
+    """
+    started = time.perf_counter()
+    if isinstance(time_limit, bool) or not isinstance(time_limit, int | float) or time_limit <= 0:
+        raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
+    values, tasks = affinity_problem(Z_or_A, grouping.tasks)
+    rescored = score(
+        values,
+        [[tasks.index(t) for t in group] for group in grouping.groups],
+        partition=grouping.partition,
+        singleton_score=grouping.singleton_score,
+    )
+    if not math.isclose(rescored, grouping.score, rel_tol=1e-9, abs_tol=1e-12):
+        raise ValueError(
+            f"the grouping scores {rescored:.6g} on this matrix, not its {grouping.score:.6g}: "
+            "certify it against the matrix it was selected from"
+        )
+    if grouping.optimal:
+        return grouping
+    n, budget = len(tasks), grouping.budget
+    scale = max(float(np.abs(values).max()), 1e-300)  # SCS's tolerances are absolute
+    z = values / scale
+    sets = heuristics.ServedSets(
+        z,
+        partition=grouping.partition,
+        singleton_score=None
+        if grouping.singleton_score is None
+        else grouping.singleton_score / scale,
+    )
+    index = {t: j for j, t in enumerate(tasks)}
+    blocks = [
+        sum(1 << index[t] for t, g in grouping.serves.items() if g == b)
+        for b in range(len(grouping.groups))
+    ]
+    lp = heuristics.upper_bound(sets, budget, [b for b in blocks if b], time_limit=3.0)
+    weights = dict(lp.weights or {})
+    columns = [c for c in lp.columns if math.isfinite(weights.setdefault(c, sets.of(c)))]
+    columns = _greedy_columns(
+        sets, columns, weights, budget, started + min(COLUMN_SECONDS, time_limit / 4)
+    )
+    covers = [np.isin(np.arange(n), mask_members(c)).astype(float) for c in columns]
+    worth = [weights[c] for c in columns]
+    relaxations: dict[int, SizeRelaxation] = {}
+    best = lp.value if grouping.bound is None else min(lp.value, grouping.bound / scale)
+    center, rounds, last_round = None, 0, 0.0
+    while time.perf_counter() - started + last_round < time_limit:
+        round_started = time.perf_counter()
+        rounds += 1
+        master_pi, master_lam = central_master(np.array(covers).T, np.array(worth), budget)
+        pi = master_pi if center is None else SMOOTHING * center + (1 - SMOOTHING) * master_pi
+        upper = size_relaxation(z, pi, partition=grouping.partition)
+        if sets.singleton_score is not None:
+            upper[1] = float(np.max(sets.singleton_score - pi))
+        added = 0
+        for k in np.argsort(-upper):  # the sizes that bound highest first
+            if upper[k] <= master_lam or time.perf_counter() - started >= time_limit:
+                break
+            if k < 2:
+                continue
+            relaxation = relaxations.setdefault(
+                int(k), SizeRelaxation(n, int(k), grouping.partition)
+            )
+            bound_k, y, value = relaxation.solve(z, pi)
+            upper[k] = min(upper[k], bound_k)
+            if value - master_pi @ y > master_lam + 1e-9:  # a cut the master does not have yet
+                covers.append(y)
+                worth.append(value)
+                added += 1
+            served = sum(1 << int(j) for j in np.flatnonzero(y > 0.5))
+            if served and served not in weights and math.isfinite(sets.of(served)):
+                weights[served] = sets.of(served)  # its rounding, an integer column
+                covers.append(np.isin(np.arange(n), mask_members(served)).astype(float))
+                worth.append(weights[served])
+        # sizes not solved (below the master's λ, or out of time) keep the size relaxation's bound
+        round_bound = float(pi.sum() + budget * max(0.0, float(upper.max())))
+        if round_bound < best:
+            best, center = round_bound, pi
+        elif center is None:
+            center = pi
+        if on_round is not None:
+            on_round(rounds, round_bound * scale, best * scale)
+        last_round = time.perf_counter() - round_started
+        if added == 0:
+            break
+    bound = best * scale
+    facts = {
+        "bound": bound,
+        "default_bound": grouping.bound,
+        "rounds": rounds,
+        "seconds": time.perf_counter() - started,
+        "relaxations_solved": len(relaxations),
+    }
+    return dataclasses.replace(
+        grouping,
+        bound=max(bound, grouping.score),
+        optimal=relative_gap(bound, grouping.score) <= 1e-9,
+        info={**grouping.info, "certificate": facts},
+    )
