@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
+from bench_grouping import BUDGET, matrix
 
 import taskgroup as tg
-from bench_grouping import BUDGET, matrix
 
 INSTANCES = [(kind, 40, seed) for kind in ("planted-2B", "random") for seed in (0, 1)]
 

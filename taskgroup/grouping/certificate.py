@@ -230,9 +230,10 @@ def certify(
     and return it with the lower of its own bound and the certificate's (``optimal`` set when
     they meet; ``info["certificate"]`` records rounds, seconds and both bounds).
 
-    Opt-in because it is slow: about a minute per round at 40 tasks (one semidefinite program
-    per group size), a few rounds to converge. See the module docstring for the method and
-    docs/grouping.md for what it proved on the benchmark.
+    Opt-in because it is slow: at 40 tasks the first round comes after 1.5–3 minutes (greedy
+    columns, then compiling one semidefinite program per group size), later rounds take about a
+    minute, and the bound settles within 2–4 rounds (analysis/bench_certify.py). See the module
+    docstring for the method and docs/grouping.md for what it proved on the benchmark.
 
     Args:
         Z_or_A: the matrix the grouping was selected from (an ``AffinityMatrix`` or a square
@@ -308,10 +309,9 @@ def certify(
             )
             bound_k, y, value = relaxation.solve(z, pi)
             upper[k] = min(upper[k], bound_k)
-            if value - master_pi @ y > master_lam + 1e-9:  # a cut the master does not have yet
-                covers.append(y)
-                worth.append(value)
-                added += 1
+            covers.append(y)  # every solution is a cut; the violated ones make another round
+            worth.append(value)
+            added += value - master_pi @ y > master_lam + 1e-9
             served = sum(1 << int(j) for j in np.flatnonzero(y > 0.5))
             if served and served not in weights and math.isfinite(sets.of(served)):
                 weights[served] = sets.of(served)  # its rounding, an integer column
