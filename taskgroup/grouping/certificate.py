@@ -196,6 +196,13 @@ def central_master(cover: np.ndarray, weights: np.ndarray, budget: int) -> tuple
     return -duals[:n], max(0.0, -float(duals[n]))
 
 
+def _indicator(mask: int, n: int) -> np.ndarray:
+    """The served set ``mask`` as a 0/1 vector over the n tasks (a master LP column)."""
+    column = np.zeros(n)
+    column[mask_members(mask)] = 1.0
+    return column
+
+
 def _greedy_columns(
     sets: heuristics.ServedSets,
     columns: list[int],
@@ -285,7 +292,7 @@ def certify(
     columns = _greedy_columns(
         sets, columns, weights, budget, started + min(COLUMN_SECONDS, time_limit / 4)
     )
-    covers = [np.isin(np.arange(n), mask_members(c)).astype(float) for c in columns]
+    covers = [_indicator(c, n) for c in columns]
     worth = [weights[c] for c in columns]
     relaxations: dict[int, SizeRelaxation] = {}
     best = lp.value if grouping.bound is None else min(lp.value, grouping.bound / scale)
@@ -315,7 +322,7 @@ def certify(
             served = sum(1 << int(j) for j in np.flatnonzero(y > 0.5))
             if served and served not in weights and math.isfinite(sets.of(served)):
                 weights[served] = sets.of(served)  # its rounding, an integer column
-                covers.append(np.isin(np.arange(n), mask_members(served)).astype(float))
+                covers.append(_indicator(served, n))
                 worth.append(weights[served])
         # sizes not solved (below the master's λ, or out of time) keep the size relaxation's bound
         round_bound = float(pi.sum() + budget * max(0.0, float(upper.max())))
