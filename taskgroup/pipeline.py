@@ -8,7 +8,7 @@ run can stop after any stage and be resumed or continued by hand.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ def group_stage(
     pairs: Path | None = None,
     normalize: str | None = None,
     certify: float | None = None,
-    on_certificate_round=None,
+    on_certificate_round: Callable[[int, float, float], None] | None = None,
 ) -> tuple[Grouping, list[Grouping]]:
     """Select groups from ``affinity_path``, or with ``method="hoa"`` from the pair table
     ``pairs`` (``pairs.json`` of :func:`~taskgroup.pair_results`; its HOA score matrix is what

@@ -45,6 +45,7 @@ import scipy.sparse as sp
 from taskgroup.grouping import heuristics
 from taskgroup.grouping.bounds import _grow, mask_members, master_lp, size_relaxation
 from taskgroup.grouping.objective import Grouping, affinity_problem, relative_gap, score
+from taskgroup.grouping.select import _blocks_of
 
 SMOOTHING = 0.5  # weight of the best prices so far in the point a round prices at
 SCS_EPS = 1e-6
@@ -281,12 +282,7 @@ def certify(
         if grouping.singleton_score is None
         else grouping.singleton_score / scale,
     )
-    index = {t: j for j, t in enumerate(tasks)}
-    blocks = [
-        sum(1 << index[t] for t, g in grouping.serves.items() if g == b)
-        for b in range(len(grouping.groups))
-    ]
-    lp = heuristics.upper_bound(sets, budget, [b for b in blocks if b], time_limit=3.0)
+    lp = heuristics.upper_bound(sets, budget, _blocks_of(grouping), time_limit=3.0)
     weights = dict(lp.weights or {})
     columns = [c for c in lp.columns if math.isfinite(weights.setdefault(c, sets.of(c)))]
     columns = _greedy_columns(
