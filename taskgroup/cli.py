@@ -111,8 +111,8 @@ def group(
     method: Annotated[
         str,
         typer.Option(
-            help="auto, exact, milp, beam, greedy, spectral, community, or hoa (Standley's "
-            "higher-order approximation from a pair table, see --pairs)"
+            help="auto, exact, milp, beam, greedy, spectral, community, restarts, or hoa "
+            "(Standley's higher-order approximation from a pair table, see --pairs)"
         ),
     ] = "auto",
     pairs: Annotated[

@@ -393,29 +393,11 @@ def lp_bound_search(
     started = time.perf_counter()
     n = len(values)
     weights: dict[int, float] = {}
-
-    def add(masks: Iterable[int]) -> list[int]:
-        masks = [m for m in dict.fromkeys(masks) if m not in weights]
-        if masks:
-            member = np.zeros((len(masks), n), dtype=bool)
-            for r, m in enumerate(masks):
-                member[r, mask_members(m)] = True
-            for m, w in zip(masks, rows(member), strict=True):
-                weights[m] = float(w)
-        return [m for m in masks if math.isfinite(weights[m])]
-
-    columns = add([(1 << n) - 1, *initial])
+    columns = evaluate([(1 << n) - 1, *initial], weights, rows, n)
     tol = 1e-12 * max(1.0, float(np.abs(values).max()) * n)
-    lp_value, pi, lam, rounds = -math.inf, np.zeros(n), 0.0, 0
-    while rounds == 0 or time.perf_counter() - started < time_limit / 2:
-        rounds += 1
-        lp_value, pi, lam, _ = master_lp(
-            columns, np.array([weights[c] for c in columns]), n, budget
-        )
-        new = add(_grow(values, pi, lam + tol, rows, keep=4 * n))
-        if not new:
-            break
-        columns.extend(new)
+    columns, lp_value, pi, lam, rounds = greedy_column_generation(
+        values, budget, rows, columns, weights, tol=tol, deadline=started + time_limit / 2
+    )
     left = max(0.1, time_limit - (time.perf_counter() - started))
     pricing = price(
         values,
@@ -449,6 +431,58 @@ def lp_bound_search(
         rounds=rounds,
         weights=weights,
     )
+
+
+def evaluate(
+    masks: Iterable[int],
+    weights: dict[int, float],
+    rows: Callable[[np.ndarray], np.ndarray],
+    n: int,
+) -> list[int]:
+    """Record w of every new set of ``masks`` in ``weights`` (one ``rows`` call) and return
+    those that can be served (finite w), in order."""
+    masks = [m for m in dict.fromkeys(masks) if m not in weights]
+    if masks:
+        member = np.zeros((len(masks), n), dtype=bool)
+        for r, m in enumerate(masks):
+            member[r, mask_members(m)] = True
+        for m, w in zip(masks, rows(member), strict=True):
+            weights[m] = float(w)
+    return [m for m in masks if math.isfinite(weights[m])]
+
+
+def greedy_column_generation(
+    values: np.ndarray,
+    budget: int,
+    rows: Callable[[np.ndarray], np.ndarray],
+    columns: list[int],
+    weights: dict[int, float],
+    *,
+    tol: float,
+    deadline: float,
+) -> tuple[list[int], float, np.ndarray, float, int]:
+    """Column generation priced by :func:`_grow` (the ``4 n`` best sets with w(P) − π(P) >
+    λ + ``tol``) from ``columns``, until no set prices out or ``time.perf_counter()`` passes
+    ``deadline`` (after one round at least). ``weights`` holds w of every set met and is
+    extended in place. Returns (columns, LP value over them, π [n], λ, rounds) from the last
+    master solved."""
+    import time
+
+    n = len(values)
+    columns = list(columns)
+    rounds = 0
+    while True:
+        rounds += 1
+        lp_value, pi, lam, _ = master_lp(
+            columns, np.array([weights[c] for c in columns]), n, budget
+        )
+        new = evaluate(_grow(values, pi, lam + tol, rows, keep=4 * n), weights, rows, n)
+        if not new:
+            break
+        columns += new
+        if time.perf_counter() >= deadline:
+            break
+    return columns, lp_value, pi, lam, rounds
 
 
 def _grow(

@@ -13,10 +13,12 @@ beam       agglomerative beam search (width 8) + local search     any      LP bo
 greedy     the same with width 1                                  any      LP bound
 spectral   spectral clustering (scikit-learn) + local search      any      LP bound
 community  greedy modularity (networkx) + local search            any      LP bound
+restarts   100 random starts + local search, 30 kicks             any      LP bound
 auto       exact up to 22 tasks (60 s limit, then its bound);     any      as chosen
-           beyond, the best of beam, spectral, community and
-           price and branch (the set-partitioning MILP over the
-           LP bound's columns and the heuristics' served sets)
+           beyond, the best of beam, spectral, community,
+           restarts and price and branch (the set-partitioning
+           MILP over the LP bound's columns and the heuristics'
+           served sets)
 hoa        Standley's higher-order approximation from a           any      as auto
            ``PairTable`` (single and pair trainings), reduced
            exactly to this objective and solved by auto
@@ -45,8 +47,8 @@ from taskgroup.grouping.objective import (
     served_set_value,
 )
 
-METHODS = ("auto", "exact", "milp", "beam", "greedy", "spectral", "community", "hoa")
-HEURISTICS = ("beam", "greedy", "spectral", "community")
+METHODS = ("auto", "exact", "milp", "beam", "greedy", "spectral", "community", "restarts", "hoa")
+AUTO_HEURISTICS = ("beam", "spectral", "community", "restarts")
 AUTO_EXACT_TASKS = 22
 AUTO_TIME_LIMIT = 60.0
 MILP_TIME_LIMIT = 60.0
@@ -138,11 +140,11 @@ def _solve(
             method = "exact"
             time_limit = AUTO_TIME_LIMIT if time_limit is None else time_limit
         else:
-            info["auto"] = "best of beam, spectral, community, price-and-branch"
+            info["auto"] = f"best of {', '.join(AUTO_HEURISTICS)}, price-and-branch"
             return _heuristic(
                 problem,
                 budget,
-                ("beam", "spectral", "community"),
+                AUTO_HEURISTICS,
                 time_limit,
                 warm,
                 started,
@@ -219,6 +221,8 @@ def _heuristic(
             found[name] = heuristics.beam(sets, budget, width=1)
         elif name == "spectral":
             found[name] = heuristics.spectral(sets, budget, seed=problem.seed)
+        elif name == "restarts":
+            found[name] = heuristics.restarts(sets, budget, seed=problem.seed)
         else:
             found[name] = heuristics.community(sets, budget)
     if warm is not None:

@@ -11,7 +11,7 @@ import pytest
 
 import taskgroup as tg
 from taskgroup.grouping.bounds import size_relaxation
-from taskgroup.grouping.certificate import SizeRelaxation, certify
+from taskgroup.grouping.certificate import SizeRelaxation, certify, proximal_master
 from tests.grouping.conftest import random_matrix
 from tests.grouping.reference import affinity, optimum
 
@@ -54,6 +54,30 @@ def test_every_round_bounds_the_optimum():
     assert best - 1e-7 <= certified.bound < forced.bound
     facts = certified.info["certificate"]
     assert facts["rounds"] == len(rounds) and facts["default_bound"] == forced.bound
+
+
+@pytest.mark.parametrize("step", [0.05, 1.0, 20.0])
+def test_proximal_master_minimises_the_model_plus_the_proximal_term(step):
+    rng = np.random.default_rng(7)
+    n, m, budget = 5, 30, 2
+    cover = (rng.random((n, m)) < 0.4).astype(float)
+    cover[:, :n] = np.eye(n)  # every task covered
+    weights = rng.normal(size=m) + cover.sum(axis=0)
+    center = rng.normal(size=n)
+
+    def model(pi):
+        return pi.sum() + budget * max(0.0, float(np.max(weights - cover.T @ pi)))
+
+    def objective(pi):
+        return model(pi) + ((pi - center) ** 2).sum() / (2 * step)
+
+    pi, value = proximal_master(cover, weights, budget, center, step)
+    assert value == pytest.approx(model(pi), abs=1e-12)
+    # convex: no point nearby (nor the center) is lower, up to the solver's tolerance
+    for _ in range(300):
+        other = pi + rng.normal(scale=rng.choice([1e-3, 1e-1, 1.0]), size=n)
+        assert objective(pi) <= objective(other) + 1e-6
+    assert objective(pi) <= objective(center) + 1e-6
 
 
 def test_an_optimal_grouping_is_returned_as_it_is():

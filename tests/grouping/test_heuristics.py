@@ -10,7 +10,7 @@ import taskgroup as tg
 from taskgroup.grouping import bounds, exact, heuristics
 from tests.grouping.conftest import CASES, random_matrix, reference
 
-HEURISTICS = ["beam", "greedy", "spectral", "community"]
+HEURISTICS = ["beam", "greedy", "spectral", "community", "restarts"]
 MODES = [(p, s) for p in (False, True) for s in (None, 0.0)]
 
 
@@ -101,6 +101,36 @@ def test_lp_bound_is_tight_on_planted_groups():
 
 def test_heuristics_handle_large_n_with_a_bound():
     values = random_matrix(26, 4, "planted")
-    for method in ("beam", "spectral", "community"):
+    for method in ("beam", "spectral", "community", "restarts"):
         g = tg.select_groups(values, 3, method=method, time_limit=0.5)
         assert g.bound >= g.score and len(g.groups) <= 3
+
+
+def test_restarts_is_seeded_and_keeps_its_best_start():
+    values = random_matrix(14, 6)
+    sets = heuristics.ServedSets(values, partition=False, singleton_score=None)
+    first = heuristics.restarts(sets, 3, starts=12, seed=4)
+    assert first == heuristics.restarts(sets, 3, starts=12, seed=4)
+    # independently: the best of the same 12 seeded labellings, each polished, then kicked
+    rng = np.random.default_rng(4)
+    polished = [
+        heuristics.local_search(
+            sets, heuristics.repair(sets, _blocks(rng.integers(3, size=14)), 3), 3
+        )
+        for _ in range(12)
+    ]
+    best = max(polished, key=sets.total)
+    kicked = heuristics.perturbed_search(sets, best, 3, kicks=30, seed=4)
+    assert sets.total(first) == pytest.approx(sets.total(kicked), rel=1e-12)
+    assert sets.total(first) >= max(sets.total(p) for p in polished) - 1e-12
+    more = heuristics.restarts(sets, 3, starts=60, seed=4)
+    assert len(more) <= 3 and sorted(j for b in more for j in bounds.mask_members(b)) == list(
+        range(14)
+    )
+
+
+def _blocks(labels: np.ndarray) -> list[int]:
+    found: dict[int, int] = {}
+    for j, label in enumerate(labels):
+        found[int(label)] = found.get(int(label), 0) | (1 << j)
+    return list(found.values())

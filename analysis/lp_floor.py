@@ -1,0 +1,131 @@
+"""How close to the score can any certificate from the set-partitioning LP get at 40 tasks?
+
+Every bound of ``tg.grouping`` beyond 20 tasks (the default one and ``tg.grouping.certify``) is
+a dual bound of the LP relaxation of the served-set partition problem (docs/grouping.md), so none
+can go below that LP's optimum. This script raises a floor under that optimum: column generation
+over the served sets, priced by the default bound's greedy growth plus a local search per set
+(add, drop or swap one task, maximising w(P) − π(P)) from random sets and from the master's
+support, alternating vertex and interior-point prices, until no column with positive reduced
+value is found. The restricted master's value is then at most the LP optimum: ``floor gap`` =
+(floor − score) / floor is the least gap an LP certificate could prove for ``auto``'s grouping.
+The MILP over the same columns (HiGHS) says whether they contain a better grouping.
+
+Run from the repository root (about a minute)::
+
+    python analysis/lp_floor.py > analysis/results/lp_floor.txt
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+from bench_certify import INSTANCES
+from bench_grouping import BUDGET, matrix
+
+import taskgroup as tg
+from taskgroup.grouping import heuristics, milp
+from taskgroup.grouping.bounds import _grow, master_lp
+from taskgroup.grouping.certificate import _indicator, central_master
+from taskgroup.grouping.select import _blocks_of
+
+RANDOM_STARTS = 20
+SECONDS = 300.0
+
+
+def improve_set(sets: heuristics.ServedSets, pi: np.ndarray, member: np.ndarray) -> np.ndarray:
+    """Best-improvement local search on one served set: add, drop or swap one task while
+    w(P) − π(P) rises. ``member`` [n] bool."""
+    n = sets.n
+    current = float(sets.rows(member[None])[0] - pi @ member)
+    while True:
+        flips = np.repeat(member[None], n, axis=0)
+        flips[np.arange(n), np.arange(n)] ^= True
+        inside, outside = np.flatnonzero(member), np.flatnonzero(~member)
+        a, b = np.repeat(inside, len(outside)), np.tile(outside, len(inside))
+        swaps = np.repeat(member[None], len(a), axis=0)
+        swaps[np.arange(len(a)), a] = False
+        swaps[np.arange(len(a)), b] = True
+        candidates = np.vstack([flips, swaps])
+        candidates = candidates[candidates.any(axis=1)]
+        reduced = sets.rows(candidates) - candidates @ pi
+        best = int(np.argmax(reduced))
+        if not reduced[best] > current + sets.tol:
+            return member
+        member, current = candidates[best], float(reduced[best])
+
+
+def floor(kind: str, n: int, seed: int) -> dict:
+    values = matrix(kind, n, seed)
+    grouping = tg.select_groups(values, BUDGET)
+    sets = heuristics.ServedSets(values, partition=False, singleton_score=None)
+    bound = heuristics.upper_bound(sets, BUDGET, _blocks_of(grouping), time_limit=3.0)
+    weights = dict(bound.weights or {})
+    columns = [c for c in bound.columns if math.isfinite(weights.setdefault(c, sets.of(c)))]
+    rng = np.random.default_rng(seed)
+    started, rounds, value = time.perf_counter(), 0, -math.inf
+    while time.perf_counter() - started < SECONDS:
+        rounds += 1
+        worth = np.array([weights[c] for c in columns])
+        value, pi, lam, z = master_lp(columns, worth, n, BUDGET)
+        if rounds % 2 == 0:  # central prices find other columns than a vertex's
+            pi, lam = central_master(np.array([_indicator(c, n) for c in columns]).T, worth, BUDGET)
+        found = set(_grow(values, pi, lam + sets.tol, sets.rows, keep=4 * n))
+        starts = [rng.random(n) < rng.uniform(0.1, 0.5) for _ in range(RANDOM_STARTS)]
+        starts += [sets.member([columns[c]])[0] for c in np.flatnonzero(z > 1e-9)]
+        for start in starts:
+            if start.any():
+                member = improve_set(sets, pi, start)
+                if sets.rows(member[None])[0] - pi @ member > lam + sets.tol:
+                    found.add(sum(1 << int(j) for j in np.flatnonzero(member)))
+        new = [c for c in found if c not in weights]
+        new = [c for c in new if math.isfinite(weights.setdefault(c, sets.of(c)))]
+        if not new:
+            break
+        columns += new
+    model = milp.SetPartitionModel(columns, np.array([weights[c] for c in columns]), n)
+    chosen, _, _ = model.solve(BUDGET, 120.0)
+    return {
+        "kind": kind,
+        "n": n,
+        "seed": seed,
+        "score": grouping.score,
+        "floor": value,
+        "gap": (value - grouping.score) / abs(value),
+        "columns": len(columns),
+        "rounds": rounds,
+        "seconds": time.perf_counter() - started,
+        "converged": not new,
+        "milp": sets.total(chosen),
+    }
+
+
+def main() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    print(f"python {platform.python_version()}, numpy {np.__version__}, budget {BUDGET}")
+    print(
+        "| matrix | n | seed | auto's score | LP floor | floor gap | MILP over the columns "
+        "| columns | rounds | seconds | pricing exhausted |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for kind, n, seed in INSTANCES:
+        r = floor(kind, n, seed)
+        print(
+            f"| {kind} | {n} | {seed} | {r['score']:.6g} | {r['floor']:.6g} | "
+            f"{100 * r['gap']:.2f}% | {r['milp']:.6g} | {r['columns']} | {r['rounds']} | "
+            f"{r['seconds']:.0f} | {'yes' if r['converged'] else 'no'} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
