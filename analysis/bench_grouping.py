@@ -49,8 +49,8 @@ import taskgroup as tg
 from taskgroup.grouping import exact, select
 
 BUDGET = 4
-METHODS = ["exact", "milp", "beam", "greedy", "spectral", "community", "auto"]
-HEURISTICS = ["beam", "greedy", "spectral", "community", "auto"]
+METHODS = ["exact", "milp", "beam", "greedy", "spectral", "community", "restarts", "auto"]
+HEURISTICS = ["beam", "greedy", "spectral", "community", "restarts", "auto"]
 TIME_LIMIT = 60.0
 
 

@@ -121,7 +121,7 @@ def main() -> None:
         r = floor(kind, n, seed)
         print(
             f"| {kind} | {n} | {seed} | {r['score']:.6g} | {r['floor']:.6g} | "
-            f"{100 * r['gap']:.2f}% | {r['milp']:.6g} | {r['columns']} | {r['rounds']} | "
+            f"{max(0.0, 100 * r['gap']):.2f}% | {r['milp']:.6g} | {r['columns']} | {r['rounds']} | "
             f"{r['seconds']:.0f} | {'yes' if r['converged'] else 'no'} |",
             flush=True,
         )
