@@ -13,8 +13,9 @@ Y), the relaxation is
          max(0, x_i + y_j − 1) ≤ W_ij ≤ min(x_i, y_j),  X ≥ 0,  0 ≤ Y_ij ≤ W_ij  (i ≠ j)
          (and y = x with ``partition=True``),
 
-which SCS solves in under a second at 40 tasks once cvxpy has compiled it (about 4 s per size,
-once). Its reported value is not trusted. The bound
+which SCS solves in 0.2–3 s at 40 tasks (its factorisation is built once per size, and later
+solves are warm-started, under 0.1 s when the prices move little). Its reported value is not
+trusted. The bound
 used is the Lagrangian value of the solver's multipliers (μ, ν ≥ 0): every admissible P has
 trace ≤ 1 + 2k, so
 
@@ -33,7 +34,7 @@ round minimises the model plus ‖π − center‖² / (2t) (Clarabel through cv
 center there only when f fell by at least ``SERIOUS_STEP`` of what the model predicted (doubling
 t; halving it otherwise). Every round's f is a valid bound; the lowest is kept. Plain cutting
 planes, or Wentges smoothing at a fixed weight, oscillate: on ``planted-2B`` at 40 tasks they
-stalled at 9.4% where the bundle reaches 0.0024% (docs/grouping.md).
+stalled at 9.4% where the bundle reaches 0.0005% (docs/grouping.md).
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -60,25 +60,30 @@ COLUMN_SECONDS = 60.0  # the most the greedy column generation may take first
 
 
 class SizeRelaxation:
-    """The semidefinite relaxation above for groups of ``k`` of ``n`` tasks, built once; the
-    prices change only the objective (a cvxpy parameter)."""
+    """The semidefinite relaxation above for groups of ``k`` of ``n`` tasks, handed to SCS once
+    (its factorisation is kept); the prices change only the objective, and each solve is
+    warm-started from the last."""
 
     def __init__(self, n: int, k: int, partition: bool):
-        import cvxpy as cp  # here: importing cvxpy takes most of a second
+        import scs
 
         self.n, self.k = n, k
         self.size = size = 2 * n + 1
         self.trace_bound = 1.0 + 2.0 * k
         self.a_eq, self.b_eq, self.a_in, self.b_in = _constraints(n, k, partition)
-        self.matrix = cp.Variable((size, size), symmetric=True)
-        self.objective = cp.Parameter(size * size)
-        flat = cp.vec(self.matrix, order="C")
-        self.equalities = self.a_eq @ flat == self.b_eq
-        self.inequalities = self.a_in @ flat <= self.b_in
-        self.problem = cp.Problem(
-            cp.Maximize(self.objective @ flat),
-            [self.matrix >> 0, self.equalities, self.inequalities],
+        self.unpack = _unpack_svec(size)
+        m = self.unpack.shape[1]
+        # SCS: min c·x s.t. A x + s = b, s ∈ {0}^eq × R+^in × PSD (x = svec P, s = svec P)
+        a = sp.vstack([self.a_eq @ self.unpack, self.a_in @ self.unpack, -sp.identity(m)])
+        self.solver = scs.SCS(
+            {"A": a.tocsc(), "b": np.r_[self.b_eq, self.b_in, np.zeros(m)], "c": np.zeros(m)},
+            {"z": len(self.b_eq), "l": len(self.b_in), "s": [size]},
+            eps_abs=SCS_EPS,
+            eps_rel=SCS_EPS,
+            max_iters=50_000,
+            verbose=False,
         )
+        self.solved = False
 
     def objective_of(self, values: np.ndarray, pi: np.ndarray) -> np.ndarray:
         n = self.n
@@ -91,34 +96,46 @@ class SizeRelaxation:
         """``(upper, y [n], value)``: a valid bound on max f(S) over |S| = k at prices ``pi``,
         and the relaxation's solution as a fractional served set y worth ``value`` before
         prices (Σ Z W / (k − 1))."""
-        import cvxpy as cp
-
         c = self.objective_of(values, pi)
-        self.objective.value = c
-        with warnings.catch_warnings():  # an inaccurate solve only loosens the bound below
-            warnings.simplefilter("ignore")
-            self.problem.solve(solver=cp.SCS, eps=SCS_EPS, max_iters=50_000, warm_start=True)
-        if self.matrix.value is None or self.equalities.dual_value is None:
+        self.solver.update(c=-(self.unpack.T @ c))
+        solution = self.solver.solve(warm_start=self.solved)
+        self.solved = True
+        x, duals = solution["x"], solution["y"]
+        if not (np.isfinite(x).all() and np.isfinite(duals).all()):
             return math.inf, np.zeros(self.n), -math.inf
-        moment = self.matrix.value
+        moment = (self.unpack @ x).reshape(self.size, self.size)
         n = self.n
         y = np.clip(moment[0, n + 1 :], 0.0, 1.0)
         w = moment[1 : n + 1, n + 1 :]
         value = float(((values - np.diag(np.diag(values))) * w).sum() / (self.k - 1))
-        return self._lagrangian(c), y, value
+        eq = len(self.b_eq)
+        return self._lagrangian(c, duals[:eq], duals[eq : eq + len(self.b_in)]), y, value
 
-    def _lagrangian(self, c: np.ndarray) -> float:
-        """μ·b + trace bound · max(0, λ_max(C − A*(μ, ν))) from the solver's multipliers; the
-        sign convention of equality multipliers is solver-specific, so both are tried."""
-        mu = np.asarray(self.equalities.dual_value, dtype=np.float64)
-        nu = np.maximum(np.asarray(self.inequalities.dual_value, dtype=np.float64), 0.0)
-        best = math.inf
-        for sign in (1.0, -1.0):
-            linear = (c - sign * (self.a_eq.T @ mu) - self.a_in.T @ nu).reshape(self.size, -1)
-            top = float(np.linalg.eigvalsh((linear + linear.T) / 2)[-1])
-            constant = sign * float(self.b_eq @ mu) + float(self.b_in @ nu)
-            best = min(best, constant + self.trace_bound * max(0.0, top))
-        return best
+    def _lagrangian(self, c: np.ndarray, mu: np.ndarray, nu: np.ndarray) -> float:
+        """μ·b_eq + ν·b_in + trace bound · max(0, λ_max(C − A_eq*μ − A_in*ν)) for the solver's
+        multipliers (ν clipped at 0): valid for any, since every admissible P has P ⪰ 0 and
+        trace ≤ 1 + 2k."""
+        nu = np.maximum(nu, 0.0)
+        slack = (c - self.a_eq.T @ mu - self.a_in.T @ nu).reshape(self.size, -1)
+        top = float(np.linalg.eigvalsh((slack + slack.T) / 2)[-1])
+        constant = float(self.b_eq @ mu) + float(self.b_in @ nu)
+        return constant + self.trace_bound * max(0.0, top)
+
+
+def _unpack_svec(size: int) -> sp.csr_array:
+    """The map from SCS's vectorisation of a symmetric matrix (lower triangle column by column,
+    off-diagonal entries times √2) to its row-major flattening: ``flat = T @ svec``."""
+    rows, cols, entries = [], [], []
+    index = 0
+    for b in range(size):
+        for a in range(b, size):
+            scale = 1.0 if a == b else 1.0 / math.sqrt(2.0)
+            for flat in {a * size + b, b * size + a}:
+                rows.append(flat)
+                cols.append(index)
+                entries.append(scale)
+            index += 1
+    return sp.csr_array((entries, (rows, cols)), shape=(size * size, index))
 
 
 def _constraints(n: int, k: int, partition: bool):
@@ -243,10 +260,10 @@ def certify(
     and return it with the lower of its own bound and the certificate's (``optimal`` set when
     they meet; ``info["certificate"]`` records rounds, seconds and both bounds).
 
-    Opt-in because it is slow: at 40 tasks the first round comes after 1.5–3.5 minutes (greedy
-    columns, then compiling one semidefinite program per group size), the next few take a minute
-    or two, later ones seconds (warm-started). On structured matrices the bound is within 2%
-    after about 7 minutes (analysis/bench_certify.py). It stops at ``time_limit``, at a relative
+    Opt-in because it is slow: at 40 tasks the first round comes after 2–4 minutes (greedy
+    columns, then a first solve of one semidefinite program per group size), the next few take a
+    minute or two, later ones seconds (warm-started). On structured matrices the bound is within
+    2% after 6–8 minutes (analysis/bench_certify.py). It stops at ``time_limit``, at a relative
     gap of ``CLOSE_ENOUGH``, or when the bundle's model predicts no decrease. See the module
     docstring for the method and docs/grouping.md for what it proved on the benchmark.
 
