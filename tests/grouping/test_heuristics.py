@@ -115,7 +115,9 @@ def test_restarts_is_seeded_and_keeps_its_best_start():
     rng = np.random.default_rng(4)
     polished = [
         heuristics.local_search(
-            sets, heuristics.repair(sets, _blocks(rng.integers(3, size=14)), 3), 3
+            sets,
+            heuristics.repair(sets, heuristics._partition_from_labels(rng.integers(3, size=14)), 3),
+            3,
         )
         for _ in range(12)
     ]
@@ -127,10 +129,3 @@ def test_restarts_is_seeded_and_keeps_its_best_start():
     assert len(more) <= 3 and sorted(j for b in more for j in bounds.mask_members(b)) == list(
         range(14)
     )
-
-
-def _blocks(labels: np.ndarray) -> list[int]:
-    found: dict[int, int] = {}
-    for j, label in enumerate(labels):
-        found[int(label)] = found.get(int(label), 0) | (1 << j)
-    return list(found.values())
