@@ -37,8 +37,8 @@ from bench_grouping import BUDGET, matrix
 
 import taskgroup as tg
 from taskgroup.grouping import heuristics, milp
-from taskgroup.grouping.bounds import _grow, master_lp
-from taskgroup.grouping.certificate import SizeRelaxation, _indicator, central_master
+from taskgroup.grouping.bounds import _grow, central_master, cover_of, master_lp
+from taskgroup.grouping.certificate import SizeRelaxation
 from taskgroup.grouping.select import _blocks_of
 
 RANDOM_STARTS = 20
@@ -80,9 +80,9 @@ def floor(kind: str, n: int, seed: int) -> dict:
     while time.perf_counter() - started < SECONDS:
         rounds += 1
         worth = np.array([weights[c] for c in columns])
-        value, pi, lam, z = master_lp(columns, worth, n, BUDGET)
+        value, pi, lam, z = master_lp(cover_of(columns, n), worth, BUDGET)
         if rounds % 2 == 0:  # central prices find other columns than a vertex's
-            pi, lam = central_master(np.array([_indicator(c, n) for c in columns]).T, worth, BUDGET)
+            _, pi, lam = central_master(cover_of(columns, n), worth, BUDGET)
         found = set(_grow(values, pi, lam + sets.tol, sets.rows, keep=4 * n))
         starts = [rng.random(n) < rng.uniform(0.1, 0.5) for _ in range(RANDOM_STARTS)]
         starts += [sets.member([columns[c]])[0] for c in np.flatnonzero(z > 1e-9)]
@@ -111,10 +111,8 @@ def floor(kind: str, n: int, seed: int) -> dict:
         "converged": not new,
         "milp": sets.total(chosen),
         "central_prices": central_master(
-            np.array([_indicator(c, n) for c in columns]).T,
-            np.array([weights[c] for c in columns]),
-            BUDGET,
-        )[0],
+            cover_of(columns, n), np.array([weights[c] for c in columns]), BUDGET
+        )[1],
     }
 
 

@@ -22,13 +22,14 @@ budget.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linprog
 
 SIZE_PRICES_NODES = 20_000  # search nodes of the pricing at the size relaxation's prices
+IPM_TOLERANCE = 1e-10  # of the central master, on weights scaled to max |w| = 1
 
 
 @dataclass
@@ -58,18 +59,16 @@ def mask_members(mask: int) -> list[int]:
 
 
 def master_lp(
-    columns: list[int], weights: np.ndarray, n: int, budget: int
+    cover: np.ndarray, weights: np.ndarray, budget: int
 ) -> tuple[float, np.ndarray, float, np.ndarray]:
-    """LP over ``columns``: (value, π [n], λ, z)."""
-    m = len(columns)
-    incidence = np.zeros((n, m))
-    for c, mask in enumerate(columns):
-        incidence[mask_members(mask), c] = 1.0
+    """The master LP of :func:`central_master` by simplex: ``(value, π [n], λ, z [m])`` at an
+    optimal vertex."""
+    n, m = cover.shape
     res = linprog(
         -weights,
         A_ub=np.ones((1, m)),
         b_ub=[float(budget)],
-        A_eq=incidence,
+        A_eq=cover,
         b_eq=np.ones(n),
         bounds=(0, None),
         method="highs",
@@ -81,11 +80,69 @@ def master_lp(
     return -float(res.fun), pi, lam, np.asarray(res.x)
 
 
+def central_master(
+    cover: np.ndarray, weights: np.ndarray, budget: int
+) -> tuple[float, np.ndarray, float]:
+    """The master LP max Σ w z s.t. cover z = 1, Σ z ≤ budget, z ≥ 0 (``cover`` [n, m], entries
+    in [0, 1]) by interior point without crossover: ``(value, π [n], λ ≥ 0)`` with central
+    optimal duals. The master is massively degenerate, so a vertex's duals (:func:`master_lp`)
+    are arbitrary, and column generation at them takes up to ten times more rounds. The
+    weights are scaled to max |w| = 1 and the tolerances tightened to 1e-10 so that the duals
+    are optimal to about 1e-14 relative, not the interior point's default 1e-8. Should the
+    interior point stop short of that, its duals are returned all the same: every caller makes
+    any prices a valid bound."""
+    import highspy
+    import scipy.sparse as sp
+
+    from taskgroup.grouping.milp import _silence_banner
+
+    _silence_banner()
+    n, m = cover.shape
+    scale = max(float(np.abs(weights).max()), 1e-300)
+    matrix = sp.csc_array(np.vstack([cover, np.ones((1, m))]))
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = m, n + 1
+    lp.col_cost_ = -np.asarray(weights, dtype=np.float64) / scale
+    lp.col_lower_ = np.zeros(m)
+    lp.col_upper_ = np.full(m, highspy.kHighsInf)
+    lp.row_lower_ = np.r_[np.ones(n), -highspy.kHighsInf]
+    lp.row_upper_ = np.r_[np.ones(n), float(budget)]
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = matrix.indptr
+    lp.a_matrix_.index_ = matrix.indices
+    lp.a_matrix_.value_ = matrix.data
+    solver = highspy.Highs()
+    solver.setOptionValue("output_flag", False)
+    solver.setOptionValue("solver", "ipm")
+    solver.setOptionValue("run_crossover", "off")
+    solver.setOptionValue("ipm_optimality_tolerance", IPM_TOLERANCE)
+    solver.setOptionValue("primal_feasibility_tolerance", 10 * IPM_TOLERANCE)
+    solver.setOptionValue("dual_feasibility_tolerance", 10 * IPM_TOLERANCE)
+    solver.passModel(lp)
+    solver.run()
+    solution = solver.getSolution()
+    duals = scale * np.asarray(solution.row_dual, dtype=np.float64)
+    if not solution.dual_valid or not np.isfinite(duals).all():
+        status = solver.modelStatusToString(solver.getModelStatus())
+        raise RuntimeError(f"internal error: the master LP failed ({status})")
+    value = -scale * float(solver.getInfo().objective_function_value)
+    return value, -duals[:n], max(0.0, -float(duals[n]))
+
+
+def cover_of(columns: Sequence[int], n: int) -> np.ndarray:
+    """The 0/1 incidence ``[n, len(columns)]`` of served sets given as bitmasks (Python ints, any
+    n)."""
+    masks = np.array([int(c) for c in columns], dtype=object)
+    return (masks[None, :] >> np.arange(n)[:, None] & 1).astype(np.float64)
+
+
 def lp_bound_table(
     w: np.ndarray, n: int, budget: int, initial: Iterable[int] = (), max_rounds: int = 500
 ) -> LPBound:
     """The LP bound with exact pricing over the full table ``w`` (length 2^n, -inf where a set
-    cannot be served). O(rounds · 2^n)."""
+    cannot be served). O(rounds · 2^n). Prices at central duals (:func:`central_master`): on
+    degenerate masters column generation at a vertex's duals takes up to ten times more rounds.
+    """
     finite = np.isfinite(w)
     finite[0] = False
     full = (1 << n) - 1
@@ -93,19 +150,28 @@ def lp_bound_table(
     scale = max(1.0, float(np.abs(w[finite]).max()))
     tol = 1e-9 * scale
     per_round = max(2 * n, 8)
-    lp_value, pi, lam, rounds = -math.inf, np.zeros(n), 0.0, 0
+    lp_value, pi, rounds = -math.inf, np.zeros(n), 0
     for rounds in range(1, max_rounds + 1):  # noqa: B007 (rounds is reported)
-        lp_value, pi, lam, _ = master_lp(columns, w[columns], n, budget)
+        lp_value, pi, lam = central_master(cover_of(columns, n), w[columns], budget)
         reduced = np.where(finite, w - subset_sums(pi), -np.inf)
         k = min(per_round, len(reduced) - 1)
         top = np.argpartition(-reduced, k)[:k]
         top = top[reduced[top] > lam + tol]
-        new = [int(c) for c in top[np.argsort(-reduced[top])] if int(c) not in set(columns)]
+        known = set(columns)
+        new = [int(c) for c in top[np.argsort(-reduced[top])] if int(c) not in known]
         if not new:
             break
         columns.extend(new)
-    reduced = np.where(finite, w - subset_sums(pi), -np.inf)
-    lam_valid = max(0.0, float(reduced.max()))
+
+    # the interior point's duals are optimal to about 1e-14 of max |w|; a vertex's are exact
+    # (a bound of exactly 0 stays 0) but may let sets outside the columns price out
+    def made_valid(prices: np.ndarray) -> tuple[np.ndarray, float]:
+        return prices, max(0.0, float(np.where(finite, w - subset_sums(prices), -np.inf).max()))
+
+    vertex = master_lp(cover_of(columns, n), w[columns], budget)[1]
+    pi, lam_valid = min(
+        (made_valid(pi), made_valid(vertex)), key=lambda pl: float(pl[0].sum()) + budget * pl[1]
+    )
     return LPBound(
         value=float(pi.sum() + budget * lam_valid),
         pi=pi,
@@ -474,7 +540,7 @@ def greedy_column_generation(
     while True:
         rounds += 1
         lp_value, pi, lam, _ = master_lp(
-            columns, np.array([weights[c] for c in columns]), n, budget
+            cover_of(columns, n), np.array([weights[c] for c in columns]), budget
         )
         new = evaluate(_grow(values, pi, lam + tol, rows, keep=4 * n), weights, rows, n)
         if not new:

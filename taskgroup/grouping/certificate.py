@@ -48,7 +48,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from taskgroup.grouping import heuristics
-from taskgroup.grouping.bounds import greedy_column_generation, mask_members, size_relaxation
+from taskgroup.grouping.bounds import (
+    central_master,
+    cover_of,
+    greedy_column_generation,
+    size_relaxation,
+)
 from taskgroup.grouping.objective import Grouping, affinity_problem, relative_gap, score
 from taskgroup.grouping.select import _blocks_of
 
@@ -190,43 +195,13 @@ def _constraints(n: int, k: int, partition: bool):
     return (*matrix("eq"), *matrix("in"))
 
 
-def central_master(cover: np.ndarray, weights: np.ndarray, budget: int) -> tuple[np.ndarray, float]:
-    """The master LP max Σ w z s.t. cover z = 1, Σ z ≤ budget, z ≥ 0 (``cover`` [n, m], entries
-    in [0, 1]) by interior point without crossover: ``(π [n], λ ≥ 0)``, central optimal duals."""
-    import highspy
-
-    from taskgroup.grouping.milp import _silence_banner
-
-    _silence_banner()
-    n, m = cover.shape
-    matrix = sp.csc_array(np.vstack([cover, np.ones((1, m))]))
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = m, n + 1
-    lp.col_cost_ = -np.asarray(weights, dtype=np.float64)
-    lp.col_lower_ = np.zeros(m)
-    lp.col_upper_ = np.full(m, highspy.kHighsInf)
-    lp.row_lower_ = np.r_[np.ones(n), -highspy.kHighsInf]
-    lp.row_upper_ = np.r_[np.ones(n), float(budget)]
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = matrix.indptr
-    lp.a_matrix_.index_ = matrix.indices
-    lp.a_matrix_.value_ = matrix.data
-    solver = highspy.Highs()
-    solver.setOptionValue("output_flag", False)
-    solver.setOptionValue("solver", "ipm")
-    solver.setOptionValue("run_crossover", "off")
-    solver.passModel(lp)
-    solver.run()
-    duals = np.asarray(solver.getSolution().row_dual, dtype=np.float64)
-    return -duals[:n], max(0.0, -float(duals[n]))
-
-
 def proximal_master(
     cover: np.ndarray, weights: np.ndarray, budget: int, center: np.ndarray, step: float
 ) -> tuple[np.ndarray, float]:
     """The bundle step: ``(π [n], model(π))`` minimising model(π) + ‖π − center‖² / (2·step),
     where model(π) = Σ π + B · max(0, max_c (w_c − cover[:, c]·π)) is the master LP's dual
-    function (``cover`` [n, m] as in :func:`central_master`), a lower model of the bound."""
+    function (``cover`` [n, m] as in :func:`~taskgroup.grouping.bounds.central_master`), a lower
+    model of the bound."""
     import cvxpy as cp
 
     pi, lam = cp.Variable(len(center)), cp.Variable(nonneg=True)
@@ -240,13 +215,6 @@ def proximal_master(
     prices = np.asarray(pi.value, dtype=np.float64)
     cut = float(np.max(weights - cover.T @ prices))
     return prices, float(prices.sum() + budget * max(0.0, cut))
-
-
-def _indicator(mask: int, n: int) -> np.ndarray:
-    """The served set ``mask`` as a 0/1 vector over the n tasks (a master LP column)."""
-    column = np.zeros(n)
-    column[mask_members(mask)] = 1.0
-    return column
 
 
 def certify(
@@ -319,7 +287,7 @@ def certify(
         tol=sets.tol,
         deadline=started + min(COLUMN_SECONDS, time_limit / 4),
     )
-    covers = [_indicator(c, n) for c in columns]
+    covers = list(cover_of(columns, n).T)
     worth = [weights[c] for c in columns]
     relaxations: dict[int, SizeRelaxation] = {}
     best = lp.value if grouping.bound is None else min(lp.value, grouping.bound / scale)
@@ -331,7 +299,7 @@ def certify(
         rounds += 1
         cover, values_of = np.array(covers).T, np.array(worth)
         if center is None:
-            pi, _ = central_master(cover, values_of, budget)
+            _, pi, _ = central_master(cover, values_of, budget)
             model = -math.inf
         else:
             pi, model = proximal_master(cover, values_of, budget, center, step)
@@ -353,7 +321,7 @@ def certify(
             served = sum(1 << int(j) for j in np.flatnonzero(y > 0.5))
             if served and served not in weights and math.isfinite(sets.of(served)):
                 weights[served] = sets.of(served)  # its rounding, an integer column
-                covers.append(_indicator(served, n))
+                covers.append(cover_of([served], n)[:, 0])
                 worth.append(weights[served])
         # sizes not solved (out of time) keep the size relaxation's bound
         round_bound = float(pi.sum() + budget * max(0.0, float(upper.max())))
