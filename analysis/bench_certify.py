@@ -1,13 +1,18 @@
 """Benchmark: the opt-in semidefinite certificate (``tg.grouping.certify``) at 40 tasks.
 
 For the matrices of ``bench_grouping.py`` where the default bound is loose (``planted-2B``,
-``random``; budget 4), select with ``auto``, then certify with a time limit, and report the
-default certified gap, the certificate's gap, its rounds and its time. The gap is
-(bound − score) / |bound| for auto's grouping: what is proven about it.
+``random``; budget 4; seeds 0 and 1), select with ``auto``, then certify with a time limit, and
+report the default certified gap, the certificate's gap, its rounds and its time. The gap is
+(bound − score) / |bound| for auto's grouping: what is proven about it. Where the default bound
+already proves the 2% target the certificate is not run (as a user would not), and the row keeps
+the default bound.
+
+``--kinds`` picks other matrices, e.g. measured lookahead affinities of 40 tasks in 4, 8, 20 or 40
+hidden groups (``measured-4`` … ``measured-40``; see ``bench_grouping.py``).
 
 Run from the repository root (one instance per process, ``--workers`` at a time)::
 
-    python analysis/bench_certify.py [--time-limit 900] [--workers 2] \\
+    python analysis/bench_certify.py [--time-limit 900] [--workers 2] [--kinds KIND ...] \\
         [--json analysis/results/bench_certify.json]
 """
 
@@ -29,13 +34,17 @@ from bench_grouping import BUDGET, matrix
 
 import taskgroup as tg
 
-INSTANCES = [(kind, 40, seed) for kind in ("planted-2B", "random") for seed in (0, 1)]
+KINDS = ("planted-2B", "random")
+SEEDS = (0, 1)
+TARGET = 0.02  # issue 4: heuristics within 2% of the bound at 40 tasks
 
 
 def one(args: tuple[str, int, int, float]) -> dict:
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
+    threadpool_limits(1)  # numpy's BLAS too: its threads oversubscribe shared cores
     kind, n, seed, time_limit = args
     values = matrix(kind, n, seed)
     started = time.perf_counter()
@@ -43,13 +52,17 @@ def one(args: tuple[str, int, int, float]) -> dict:
     select_seconds = time.perf_counter() - started
     rounds: list[tuple[int, float, float, float]] = []
     started = time.perf_counter()
-    certified = tg.grouping.certify(
-        values,
-        grouping,
-        time_limit=time_limit,
-        on_round=lambda r, bound, best: rounds.append(
-            (r, bound, best, time.perf_counter() - started)
-        ),
+    certified = (
+        grouping
+        if grouping.gap <= TARGET
+        else tg.grouping.certify(
+            values,
+            grouping,
+            time_limit=time_limit,
+            on_round=lambda r, bound, best: rounds.append(
+                (r, bound, best, time.perf_counter() - started)
+            ),
+        )
     )
     row = {
         "kind": kind,
@@ -96,7 +109,7 @@ def report(rows: list[dict]) -> None:
         worst = max(r["gap"] for r in rows if r["kind"] == kind)
         print(
             f"- {kind}, n = 40: worst certified gap of auto's grouping {100 * worst:.2f}% "
-            f"(target ≤ 2%): {'met' if worst <= 0.02 else 'NOT met'}"
+            f"(target ≤ 2%): {'met' if worst <= TARGET else 'NOT met'}"
         )
 
 
@@ -104,6 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--time-limit", type=float, default=900.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), help="matrix kinds")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--from-json", type=Path, help="print the table of an earlier run")
     args = parser.parse_args()
@@ -114,7 +128,7 @@ def main() -> None:
     if args.from_json:
         rows = json.loads(args.from_json.read_text())
     else:
-        jobs = [(*instance, args.time_limit) for instance in INSTANCES]
+        jobs = [(kind, 40, seed, args.time_limit) for kind in args.kinds for seed in SEEDS]
         with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
             rows = pool.map(one, jobs, chunksize=1)
     report(rows)

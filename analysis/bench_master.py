@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import torch
 from bench_grouping import BUDGET, matrix
+from threadpoolctl import threadpool_limits
 
 import taskgroup as tg
 from taskgroup.grouping import bounds, exact
@@ -61,6 +62,7 @@ def timed(values: np.ndarray, table: np.ndarray) -> dict:
 
 def main() -> None:
     torch.set_num_threads(1)
+    threadpool_limits(1)  # numpy's BLAS too: its threads oversubscribe shared cores
     print(f"python {platform.python_version()}, numpy {np.__version__}, n = {N}, budget {BUDGET}")
     print(
         "\n| matrix | seed | rounds vertex → central | column generation (s) | ratio "

@@ -40,17 +40,19 @@ def _commands(
     threads: Annotated[
         int,
         typer.Option(
-            help="torch intra-op threads on the CPU (1: the embedded benchmarks' small models "
-            "train fastest on one, and more collapse when other processes share the cores; "
-            "raise it for large models)"
+            help="threads of torch and of numpy's BLAS on the CPU (1: the embedded benchmarks' "
+            "small models and the grouping solvers' small matrix products run fastest on one, "
+            "and more collapse when other processes share the cores; raise it for large models)"
         ),
     ] = 1,
 ) -> None:
     """Which tasks should train together? Measure inter-task affinity, group tasks, train."""
     _positive("--threads", threads)
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(threads)
+    threadpool_limits(threads)
 
 
 def _positive(name: str, value: int | None) -> None:

@@ -107,9 +107,14 @@ def test_console_script_has_no_traceback(tmp_path):
 
 
 def test_threads_option(tmp_path, capsys):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
     assert main(["--threads", "0", "affinity", *FAST, "--out", str(tmp_path / "a")]) == 2
     assert capsys.readouterr().err.strip() == "taskgroup: error: --threads must be >= 1, got 0"
-    assert main(["--threads", "1", "affinity", *FAST, "--out", str(tmp_path / "b")]) == 0
+    with threadpool_limits(2):  # restored on exit
+        assert main(["--threads", "1", "affinity", *FAST, "--out", str(tmp_path / "b")]) == 0
+        blas = {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+        assert blas == {1}  # numpy's BLAS as well as torch
 
 
 def test_usage_errors_exit_2_without_traceback(capsys):
