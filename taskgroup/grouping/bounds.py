@@ -6,8 +6,9 @@ With w(P) the value of served set P (see :mod:`taskgroup.grouping.objective`), t
 
 Its LP dual gives a price π_j per task and λ ≥ 0 for the budget; any (π, λ) with
 π(P) + λ ≥ w(P) for every P bounds every grouping: Σ_k w(P_k) ≤ Σ_j π_j + B λ. We solve the LP by
-column generation (HiGHS through ``scipy.optimize.linprog``), then make the bound valid whatever
-the LP returned by setting λ = max(0, max_P w(P) − π(P)) over every served set.
+column generation (HiGHS: interior point with the full table, simplex without), then make the
+bound valid whatever the LP returned by setting λ = max(0, max_P w(P) − π(P)) over every served
+set.
 
 Two ways to price: the full table of w over all 2^n sets (:func:`lp_bound_table`, exact, n ≤ 22),
 or without it (:func:`lp_bound_search`, any n) columns grown greedily, with the final prices made
