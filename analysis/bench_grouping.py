@@ -28,7 +28,7 @@ within 1%; at n = 40 heuristics within 2% of the bound. A last table times the l
 enumeration of all combinations of at most B of the 2^n − 1 groups (TAG's reference search,
 vectorised with numpy) against ``exact`` where it is affordable.
 
-Run from the repository root (about 15 minutes on 2 CPU cores; ``--quick``: about 2)::
+Run from the repository root (about 13 minutes on one core; ``--quick``: about 2)::
 
     python analysis/bench_grouping.py [--quick] [--json analysis/results/bench_grouping.json]
     python analysis/bench_grouping.py --from-json analysis/results/bench_grouping.json  # tables
