@@ -34,7 +34,7 @@ round minimises the model plus ‖π − center‖² / (2t) (Clarabel through cv
 center there only when f fell by at least ``SERIOUS_STEP`` of what the model predicted (doubling
 t; halving it otherwise). Every round's f is a valid bound; the lowest is kept. Plain cutting
 planes, or Wentges smoothing at a fixed weight, oscillate: on ``planted-2B`` at 40 tasks they
-stalled at 9.4% where the bundle reaches 0.0005% (docs/grouping.md).
+stalled at 9.4% where the bundle reaches 0.00075% (docs/grouping.md).
 """
 
 from __future__ import annotations
@@ -231,7 +231,7 @@ def certify(
     Opt-in because it is slow: at 40 tasks the first round comes after 2–4 minutes (greedy
     columns, then a first solve of one semidefinite program per group size), the next few take a
     minute or two, later ones seconds (warm-started). On structured matrices the bound is within
-    2% after 6–8 minutes (analysis/bench_certify.py). It stops at ``time_limit``, at a relative
+    2% after about 7 minutes (analysis/bench_certify.py). It stops at ``time_limit``, at a relative
     gap of ``CLOSE_ENOUGH``, or when the bundle's model predicts no decrease. See the module
     docstring for the method and docs/grouping.md for what it proved on the benchmark.
 
