@@ -510,10 +510,7 @@ def evaluate(
     those that can be served (finite w), in order."""
     masks = [m for m in dict.fromkeys(masks) if m not in weights]
     if masks:
-        member = np.zeros((len(masks), n), dtype=bool)
-        for r, m in enumerate(masks):
-            member[r, mask_members(m)] = True
-        for m, w in zip(masks, rows(member), strict=True):
+        for m, w in zip(masks, rows(cover_of(masks, n).T.astype(bool)), strict=True):
             weights[m] = float(w)
     return [m for m in masks if math.isfinite(weights[m])]
 

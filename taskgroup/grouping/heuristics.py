@@ -35,7 +35,13 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from taskgroup.grouping.bounds import LPBound, lp_bound_search, lp_bound_table, mask_members
+from taskgroup.grouping.bounds import (
+    LPBound,
+    cover_of,
+    lp_bound_search,
+    lp_bound_table,
+    mask_members,
+)
 from taskgroup.grouping.objective import served_sets_values
 
 TABLE_TASKS = 20
@@ -65,11 +71,7 @@ class ServedSets:
         return self._cache[mask]
 
     def member(self, masks: Iterable[int]) -> np.ndarray:
-        masks = list(masks)
-        out = np.zeros((len(masks), self.n), dtype=bool)
-        for r, mask in enumerate(masks):
-            out[r, mask_members(mask)] = True
-        return out
+        return cover_of(list(masks), self.n).T.astype(bool)
 
     def total(self, blocks: Sequence[int]) -> float:
         return float(sum(self.of(b) for b in blocks))

@@ -36,7 +36,7 @@ from collections.abc import Iterable
 import numpy as np
 import scipy.sparse as sp
 
-from taskgroup.grouping.bounds import mask_members, subset_sums
+from taskgroup.grouping.bounds import cover_of, subset_sums
 from taskgroup.grouping.exact import Solution
 
 FULL_TASKS = 12
@@ -81,12 +81,7 @@ class SetPartitionModel:
         self.n = n
         # HiGHS's tolerances are absolute: give it values of order 1 (affinities can be ~1e-3)
         self.scale = max(float(np.abs(weights).max()), 1e-300)
-        rows, cols = [], []
-        for c, mask in enumerate(columns):
-            members = mask_members(mask)
-            rows += members
-            cols += [c] * len(members)
-        incidence = sp.csr_array((np.ones(len(rows)), (rows, cols)), shape=(n, len(columns)))
+        incidence = sp.csr_array(cover_of(columns, n))
         self.z = cp.Variable(len(columns), boolean=True)
         self.budget = cp.Parameter(nonneg=True)
         self.problem = cp.Problem(
