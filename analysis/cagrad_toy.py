@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from taskgroup import aggregators
-from taskgroup.aggregators import Lookahead
+from taskgroup.aggregators import TransferenceContext
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTS = torch.tensor(
@@ -139,7 +139,7 @@ def run(name: str, steps: int, scale: float) -> np.ndarray:
             rows = []
             for i, method in enumerate(methods):
                 if name == "transference":
-                    context = Lookahead(
+                    context = TransferenceContext(
                         evaluate=lambda D, i=i, x=x: toy_losses(
                             x[i] + adam.would_step(D, i), scale
                         ),

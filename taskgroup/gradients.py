@@ -1,4 +1,5 @@
-"""Per-task gradients of the shared parameters, all from one forward graph."""
+"""Per-task gradients of the shared parameters, all from one forward graph, and the flat layout
+(``flatten`` / ``unflatten``) and norm bound (``scale_to_norm``) the update rules share."""
 
 from __future__ import annotations
 
@@ -10,6 +11,22 @@ import torch
 def flatten(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """Concatenate ``tensors`` into one vector ``[P]`` (the flat layout used throughout)."""
     return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def unflatten(vector: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Split a flat ``vector`` ``[P]`` back into views shaped like ``like`` (the inverse of
+    :func:`flatten`; ``P = sum(t.numel())`` in ``like`` order)."""
+    return [
+        piece.view_as(t)
+        for piece, t in zip(torch.split(vector, [t.numel() for t in like]), like, strict=True)
+    ]
+
+
+def scale_to_norm(norm: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """The factor ``min(1, max_norm / norm)`` (a tensor like ``norm``) that scales a vector of
+    norm ``norm`` down to norm ``max_norm`` when it is longer and leaves it unchanged otherwise
+    (a zero vector included). For ``max_norm > 0``; callers skip the scaling when it is 0."""
+    return torch.clamp(max_norm / torch.clamp(norm, min=1e-300), max=1.0)
 
 
 def task_gradients(

@@ -1,6 +1,11 @@
 """Inter-task affinity: lookahead (TAG / IT-MTL), its first-order estimate, tracking and storage."""
 
-from taskgroup.affinity.lookahead import LOOKAHEADS, lookahead_affinity, measure_lookahead
+from taskgroup.affinity.lookahead import (
+    LOOKAHEADS,
+    lookahead_affinity,
+    measure_lookahead,
+    resolve_lookahead,
+)
 from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.affinity.tracker import AffinityTracker
 
@@ -10,4 +15,5 @@ __all__ = [
     "AffinityTracker",
     "lookahead_affinity",
     "measure_lookahead",
+    "resolve_lookahead",
 ]

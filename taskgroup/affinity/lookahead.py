@@ -214,13 +214,28 @@ def _distributed(flag: bool | None) -> bool:
     return active if flag is None else bool(flag)
 
 
-def _resolve_lookahead(lookahead, optimizer, lr) -> tuple[str, float]:
+def resolve_lookahead(
+    lookahead: Lookahead | None, optimizer: torch.optim.Optimizer | None
+) -> Lookahead:
+    """The lookahead signal to measure: ``lookahead`` checked against :data:`LOOKAHEADS`, or by
+    default (``None``) ``"optimizer"`` when an optimizer is given, else ``"sgd"``.
+
+    Raises ``ValueError`` naming the accepted values for an unknown name, and for
+    ``"optimizer"`` without the optimizer it replays.
+    """
     if lookahead is None:
         lookahead = "optimizer" if optimizer is not None else "sgd"
     if lookahead not in LOOKAHEADS:
         raise ValueError(f"lookahead must be one of {', '.join(LOOKAHEADS)}, got {lookahead!r}")
     if lookahead == "optimizer" and optimizer is None:
         raise ValueError('lookahead="optimizer" needs the optimizer= that trains the model')
+    return lookahead
+
+
+def _step_size(
+    lookahead: Lookahead, optimizer: torch.optim.Optimizer | None, lr: float | None
+) -> float:
+    """``lr``, or the optimizer's (first parameter group), or 1.0 for the cosine (no step)."""
     if lr is None and optimizer is not None:
         lr = float(optimizer.param_groups[0]["lr"])
     if lr is None and lookahead == "cosine":
@@ -229,7 +244,84 @@ def _resolve_lookahead(lookahead, optimizer, lr) -> tuple[str, float]:
         raise ValueError(f'lookahead="{lookahead}" needs lr= (or an optimizer= to read it from)')
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-    return lookahead, float(lr)
+    return float(lr)
+
+
+def _task_names(losses: LossFns, targets: Mapping[str, torch.Tensor]) -> list[str]:
+    """The task names of ``losses``; ``ValueError`` for no task, a missing target or an empty
+    batch."""
+    names = list(losses)
+    if not names:
+        raise ValueError("losses is empty; pass {task_name: loss_fn} for at least one task")
+    missing = [n for n in names if n not in targets]
+    if missing:
+        raise ValueError(f"targets has no entry for task(s) {', '.join(map(repr, missing))}")
+    if any(len(targets[n]) == 0 for n in names):
+        raise ValueError("empty batch: the targets have no rows")
+    return names
+
+
+def _base_losses_and_gradients(
+    model: nn.Module,
+    inputs,
+    targets: Mapping[str, torch.Tensor],
+    losses: LossFns,
+    shared_params: Sequence[torch.Tensor],
+    buffers: Mapping[str, torch.Tensor],
+    *,
+    tied: bool,
+    across_ranks: bool,
+    batched_grads: bool,
+    chunk_size: int | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One functional forward: the per-task gradients ``[n, P]`` of the shared parameters and
+    the detached base losses ``[n]``, both averaged over the ranks when ``across_ranks``.
+    ``ValueError`` naming the tasks whose loss is not finite or exactly 0."""
+    names = list(losses)
+    outputs = functional_call(model, buffers, (inputs,), tie_weights=tied)
+    task_losses = task_loss_list(outputs, targets, losses)
+    base = torch.stack([loss.detach() for loss in task_losses])
+    check_finite(base, names, "the loss")
+    grads = task_gradients(task_losses, shared_params, batched=batched_grads, chunk_size=chunk_size)
+    del outputs, task_losses
+    if across_ranks:
+        grads = average(grads)
+        base = average(base)
+    if bool((base == 0).any()):
+        zero = [names[j] for j in range(len(names)) if float(base[j]) == 0.0]
+        raise ValueError(
+            f"the loss of task(s) {', '.join(zero)} is exactly 0 on this batch, so the "
+            f"relative change that defines affinity is undefined"
+        )
+    return grads, base
+
+
+def _gradient_affinity(
+    grads: torch.Tensor, base64: torch.Tensor, lr: float, lookahead: Lookahead
+) -> torch.Tensor:
+    """The signals read off the Gramian of ``grads`` ``[n, P]``, without lookahead forwards:
+    ``"first_order"`` ``lr g_i·g_j / L_j``, ``"cosine"`` ``g_i·g_j / (|g_i| |g_j|)``."""
+    gram = grads.double() @ grads.double().T
+    if lookahead == "cosine":  # a zero gradient has cosine 0 with every task
+        norms = gram.diagonal().sqrt()
+        norms = torch.where(norms > 0, norms, torch.inf)
+        return gram / norms[:, None] / norms[None, :]
+    return lr * gram / base64[None, :]
+
+
+def _moved_shared(
+    lookahead: Lookahead,
+    grads: torch.Tensor,
+    lr: float,
+    shared_params: Sequence[torch.Tensor],
+    optimizer: torch.optim.Optimizer | None,
+) -> torch.Tensor:
+    """``[n, P]``: θ_s + u_i for every task i (``"sgd"``: u_i = −lr g_i; ``"optimizer"``: the
+    optimizer's step on g_i alone). Overwrites ``grads``."""
+    # the steps overwrite grads in place (they are not reused): [n, P] stays in cache
+    if lookahead == "sgd":
+        return grads.mul_(-lr).add_(flatten([p.detach() for p in shared_params]))
+    return stepped_parameters(optimizer, shared_params, grads, overwrite=True)
 
 
 def measure_lookahead(
@@ -248,15 +340,9 @@ def measure_lookahead(
     chunk_size: int | None = None,
 ) -> LookaheadMeasurement:
     """:func:`lookahead_affinity` with the base losses and step size it used."""
-    lookahead, lr = _resolve_lookahead(lookahead, optimizer, lr)
-    names = list(losses)
-    if not names:
-        raise ValueError("losses is empty; pass {task_name: loss_fn} for at least one task")
-    missing = [n for n in names if n not in targets]
-    if missing:
-        raise ValueError(f"targets has no entry for task(s) {', '.join(map(repr, missing))}")
-    if any(len(targets[n]) == 0 for n in names):
-        raise ValueError("empty batch: the targets have no rows")
+    lookahead = resolve_lookahead(lookahead, optimizer)
+    lr = _step_size(lookahead, optimizer, lr)
+    names = _task_names(losses, targets)
     shared_by_name = shared_parameters(model, shared)
     shared_names, shared_params = list(shared_by_name), list(shared_by_name.values())
     # cloned buffers absorb batch-norm running-stat updates; the model's own stay untouched
@@ -266,43 +352,28 @@ def measure_lookahead(
 
     with repeatable_randomness(shared_params[0].device) as reset:
         reset()
-        outputs = functional_call(model, buffers, (inputs,), tie_weights=tied)
-        task_losses = task_loss_list(outputs, targets, losses)
-        base = torch.stack([loss.detach() for loss in task_losses])
-        check_finite(base, names, "the loss")
-        grads = task_gradients(
-            task_losses, shared_params, batched=batched_grads, chunk_size=chunk_size
+        grads, base = _base_losses_and_gradients(
+            model,
+            inputs,
+            targets,
+            losses,
+            shared_params,
+            buffers,
+            tied=tied,
+            across_ranks=across_ranks,
+            batched_grads=batched_grads,
+            chunk_size=chunk_size,
         )
-        del outputs, task_losses
-        if across_ranks:
-            grads = average(grads)
-            base = average(base)
-        if bool((base == 0).any()):
-            zero = [names[j] for j in range(len(names)) if float(base[j]) == 0.0]
-            raise ValueError(
-                f"the loss of task(s) {', '.join(zero)} is exactly 0 on this batch, so the "
-                f"relative change that defines affinity is undefined"
-            )
         base64 = base.double()
         if lookahead in ("first_order", "cosine"):
-            gram = grads.double() @ grads.double().T
-            if lookahead == "cosine":  # a zero gradient has cosine 0 with every task
-                norms = gram.diagonal().sqrt()
-                norms = torch.where(norms > 0, norms, torch.inf)
-                return LookaheadMeasurement(gram / norms[:, None] / norms[None, :], base, lr)
-            return LookaheadMeasurement(lr * gram / base64[None, :], base, lr)
-        # the steps overwrite grads in place (they are not reused): [n, P] stays in cache
-        if lookahead == "sgd":
-            moved = grads.mul_(-lr).add_(flatten([p.detach() for p in shared_params]))
-        else:
-            moved = stepped_parameters(optimizer, shared_params, grads, overwrite=True)
+            return LookaheadMeasurement(_gradient_affinity(grads, base64, lr, lookahead), base, lr)
         after = lookahead_losses(
             model,
             inputs,
             targets,
             losses,
             shared_names,
-            moved,
+            _moved_shared(lookahead, grads, lr, shared_params, optimizer),
             buffers=buffers,
             reset=reset,
             vectorize=vectorize,
@@ -347,8 +418,8 @@ def lookahead_affinity(
             from its current state on ∇L_i alone; SGD/Adam/AdamW) or ``"first_order"`` (the
             Taylor estimate lr g_i·g_j / L_j from the Gramian, no lookahead forwards) or
             ``"cosine"`` (the gradient cosine g_i·g_j / (|g_i| |g_j|), a common baseline signal,
-            no lookahead either). Default:
-            ``"optimizer"`` when an optimizer is given, else ``"sgd"``.
+            no lookahead either). Default (:func:`resolve_lookahead`): ``"optimizer"`` when an
+            optimizer is given, else ``"sgd"``.
         optimizer: the live optimizer (read only).
         distributed: average gradients and losses over the initialised process group so every
             rank gets the matrix of the global batch; ``None`` = whenever one is initialised.

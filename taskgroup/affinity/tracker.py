@@ -9,7 +9,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from taskgroup.affinity.lookahead import Lookahead, LossFns, measure_lookahead
+from taskgroup.affinity.lookahead import (
+    Lookahead,
+    LossFns,
+    measure_lookahead,
+    resolve_lookahead,
+)
 from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.models import SharedSpec
 
@@ -28,7 +33,9 @@ class AffinityTracker:
         affinity = tracker.result()
 
     Args:
-        model, losses, shared, lr, lookahead, optimizer: as in :func:`lookahead_affinity`.
+        model, losses, shared, lr, lookahead, optimizer: as in :func:`lookahead_affinity`; the
+            lookahead is resolved once, here (:func:`~taskgroup.affinity.resolve_lookahead`), and
+            kept as :attr:`lookahead`.
         every: measure every ``every`` steps (>= 1).
         **lookahead_options: ``distributed``, ``vectorize``, ``batched_grads``, ``chunk_size``.
     """
@@ -48,8 +55,9 @@ class AffinityTracker:
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer, got {every!r}")
         self.model, self.losses, self.every = model, dict(losses), every
+        self.lookahead = resolve_lookahead(lookahead, optimizer)
         self.options = dict(
-            shared=shared, optimizer=optimizer, lr=lr, lookahead=lookahead, **lookahead_options
+            shared=shared, optimizer=optimizer, lr=lr, lookahead=self.lookahead, **lookahead_options
         )
         self.steps_seen = 0
         self._steps: list[int] = []
@@ -80,14 +88,11 @@ class AffinityTracker:
         if not self._matrices:
             raise ValueError("no affinity measured yet: call step() at least once")
         trace = np.stack(self._matrices)
-        lookahead = self.options["lookahead"] or (
-            "optimizer" if self.options["optimizer"] is not None else "sgd"
-        )
         return AffinityMatrix(
             trace.mean(axis=0),
             list(self.losses),
             trace=trace,
             trace_steps=self._steps,
             trace_lr=self._lrs,
-            **{"lookahead": lookahead, "every": self.every, **metadata},
+            **{"lookahead": self.lookahead, "every": self.every, **metadata},
         )

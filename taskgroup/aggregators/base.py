@@ -10,7 +10,8 @@ to one update direction ``d: [d]``; where the method defines them it also return
 A **loss weighting** acts on the ``[k]`` task losses, not on gradients: it returns the scalar to
 back-propagate (and the effective task weights), so it needs no per-task gradients.
 
-Both kinds fill ``.grad`` in a training step with ``backward(losses, shared_params)``, or are driven
+Both kinds fill ``.grad`` in a training step with ``backward(losses, shared_params)`` (the
+autograd and distributed plumbing it uses is :mod:`taskgroup.aggregators.backward`), or are driven
 by :class:`~taskgroup.aggregators.step.MTLStep`. Each call of a stateful method is one training
 step: ``agg(G)``, ``agg.weights(G)`` and ``agg.aggregate(G)`` each advance its state once; use
 :meth:`Aggregator.aggregate` to get the direction and the weights of one step together.
@@ -20,18 +21,27 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torch import nn
 
-from taskgroup.distributed import average, average_grads
-from taskgroup.gradients import task_gradients
-
-Params = Sequence[torch.Tensor] | nn.Module
+from taskgroup.aggregators.backward import (
+    Params,
+    backpropagate,
+    bound_grads,
+    clipped_direction,
+    global_values,
+    parameter_list,
+    per_task_gradients,
+    task_specific_parameters,
+    through_features,
+    weighted_gradients,
+    write_grads,
+)
+from taskgroup.gradients import flatten, scale_to_norm, unflatten
 
 
 @dataclass(frozen=True)
@@ -141,77 +151,14 @@ def gramian(G: torch.Tensor) -> np.ndarray:
     return (K + K.T) * 0.5
 
 
-def _parameters(params: Params | Iterable[torch.Tensor], what: str) -> list[torch.Tensor]:
-    out = list(params.parameters()) if isinstance(params, nn.Module) else list(params)
-    if not out:
-        raise ValueError(f"{what} is empty; pass the parameters (or a module) to update")
-    for p in out:
-        if not isinstance(p, torch.Tensor) or not p.requires_grad:
-            raise ValueError(f"{what} must hold tensors that require grad")
-    return out
-
-
-def _accumulate(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
-    """Add ``grads`` into ``p.grad`` the way ``Tensor.backward`` does."""
-    for p, g in zip(params, grads, strict=True):
-        g = g.detach().to(p.dtype).view_as(p)
-        p.grad = g.clone() if p.grad is None else p.grad + g
-
-
-def _unflatten(vector: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    return [
-        piece.view_as(p)
-        for piece, p in zip(torch.split(vector, [p.numel() for p in params]), params, strict=True)
-    ]
-
-
-def _leaf_tensors(output: torch.Tensor) -> list[torch.Tensor]:
-    """Every leaf tensor that requires grad and that ``output`` depends on (its autograd graph)."""
-    leaves: dict[int, torch.Tensor] = {}
-    seen: set[int] = set()
-    stack = [output.grad_fn]
-    while stack:
-        node = stack.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        variable = getattr(node, "variable", None)
-        if variable is not None:
-            leaves[id(variable)] = variable
-        stack.extend(next_node for next_node, _ in node.next_functions)
-    return list(leaves.values())
-
-
-def _other_parameters(
-    losses: torch.Tensor, shared: Sequence[torch.Tensor], task_params
-) -> list[torch.Tensor]:
-    if task_params is not None:
-        return _parameters(task_params, "task_params") if task_params else []
-    shared_ids = {id(p) for p in shared}
-    return [t for t in _leaf_tensors(losses) if id(t) not in shared_ids]
-
-
-def _accumulate_heads(losses: torch.Tensor, others: Sequence[torch.Tensor]) -> None:
-    """Each task-specific parameter gets its own task's gradient: that of ``losses.sum()``."""
-    if others:
-        grads = torch.autograd.grad(
-            losses.sum(), others, retain_graph=True, allow_unused=True, materialize_grads=True
-        )
-        _accumulate(others, grads)
-
-
-def _clip(params: Sequence[torch.Tensor], max_norm: float) -> None:
-    if max_norm > 0:
-        torch.nn.utils.clip_grad_norm_(params, max_norm)
-
-
-def _bound(grads: Sequence[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
-    """``grads`` scaled down jointly to norm ``max_norm`` when longer (0 = unchanged)."""
+def bound_direction(result: Aggregation, max_norm: float) -> Aggregation:
+    """``result`` with its direction (and its weights with it) scaled down to norm ``max_norm``
+    when longer (0 = unbounded)."""
     if max_norm <= 0:
-        return list(grads)
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-    scale = torch.clamp(max_norm / torch.clamp(norm, min=1e-300), max=1.0)
-    return [g * scale for g in grads]
+        return result
+    scale = scale_to_norm(torch.linalg.vector_norm(result.direction), max_norm)
+    weights = None if result.weights is None else result.weights * scale
+    return Aggregation(result.direction * scale, weights, result.info)
 
 
 # ------------------------------------------------------------------------------------------
@@ -248,7 +195,7 @@ class Aggregator(ABC):
     def aggregate(self, G: torch.Tensor, *, context: Any = None) -> Aggregation:
         """The direction, weights and info of one step on ``G: [k, d]``."""
         check_matrix(G)
-        return self._run(G, context, self.max_norm)
+        return self._aggregate_within(G, context, self.max_norm)
 
     def __call__(self, G: torch.Tensor) -> torch.Tensor:
         """The update direction ``[d]`` for ``G: [k, d]``."""
@@ -272,15 +219,12 @@ class Aggregator(ABC):
     def _aggregate(self, G: torch.Tensor, context: Any) -> Aggregation:
         """Direction, weights and info for a validated ``G`` (before ``max_norm``)."""
 
-    def _run(self, G: torch.Tensor, context: Any, max_norm: float) -> Aggregation:
-        """:meth:`_aggregate`, then the direction bounded to ``max_norm`` (0 = unbounded)."""
-        result = self._aggregate(G, context)
-        if max_norm <= 0:
-            return result
-        norm = torch.linalg.vector_norm(result.direction)
-        scale = torch.clamp(max_norm / torch.clamp(norm, min=1e-300), max=1.0)
-        weights = None if result.weights is None else result.weights * scale
-        return Aggregation(result.direction * scale, weights, result.info)
+    def _aggregate_within(self, G: torch.Tensor, context: Any, max_norm: float) -> Aggregation:
+        """The hook :meth:`aggregate` calls on a validated ``G``: the step's result with its
+        direction bounded to ``max_norm`` (0 = unbounded). By default :meth:`_aggregate`, then
+        :func:`bound_direction`; :class:`GramianAggregator` overrides it to bound the weights
+        through K before forming the direction."""
+        return bound_direction(self._aggregate(G, context), max_norm)
 
     # -- the training step ---------------------------------------------------------------
 
@@ -321,36 +265,26 @@ class Aggregator(ABC):
         :class:`Aggregation` (the direction is in the space of ``features`` when given).
         """
         losses, per_task = _stacked(losses)
-        shared = _parameters(shared_params, "shared_params")
-        others = _other_parameters(losses, shared, task_params)
+        shared = parameter_list(shared_params, "shared_params")
+        others = task_specific_parameters(losses, shared, task_params)
         reused = self._reused_weights(losses.shape[0])
         if reused is not None:
             return self._backward_weighted(losses, shared, others, reused, distributed)
         if features is None:
-            G = task_gradients(per_task, shared, batched=batched, chunk_size=chunk_size)
-            if distributed:
-                G = average(G)
+            G = per_task_gradients(
+                per_task, shared, batched=batched, chunk_size=chunk_size, distributed=distributed
+            )
             result = self.aggregate(G, context=context)
-            shared_grads = _unflatten(result.direction, shared)
+            shared_grads = unflatten(result.direction, shared)
         else:
             if not isinstance(features, torch.Tensor) or not features.requires_grad:
                 raise ValueError("features must be the representation tensor the losses read")
-            G = task_gradients(per_task, [features], batched=batched, chunk_size=chunk_size)
+            G = per_task_gradients(per_task, [features], batched=batched, chunk_size=chunk_size)
             check_matrix(G)
-            result = self._run(G, context, 0.0)  # bounded below, in parameter space
-            shared_grads = torch.autograd.grad(
-                features,
-                shared,
-                grad_outputs=result.direction.view_as(features),
-                retain_graph=True,
-                allow_unused=True,
-                materialize_grads=True,
-            )
-            shared_grads = _bound(shared_grads, self.max_norm)
-        _accumulate_heads(losses, others)
-        if distributed:
-            average_grads(others)
-        _accumulate(shared, shared_grads)
+            result = self._aggregate_within(G, context, 0.0)  # bounded below, in parameter space
+            shared_grads = through_features(features, shared, result.direction)
+            shared_grads = bound_grads(shared_grads, self.max_norm)
+        write_grads(losses, shared, shared_grads, others, distributed=distributed)
         return result
 
     def _reused_weights(self, k: int) -> torch.Tensor | None:
@@ -359,27 +293,15 @@ class Aggregator(ABC):
         return None
 
     def _backward_weighted(self, losses, shared, others, weights, distributed) -> Aggregation:
+        """The step with the reused ``weights``: one backward pass of the weighted losses."""
         weights = weights.to(losses.dtype)
-        grads = torch.autograd.grad(
-            (losses * weights).sum(),
-            shared,
-            retain_graph=True,
-            allow_unused=True,
-            materialize_grads=True,
-        )
-        if distributed:
-            grads = _unflatten(average(torch.cat([g.reshape(-1) for g in grads])), shared)
-        norm = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
+        grads = weighted_gradients(losses, weights, shared, distributed=distributed)
         if self.max_norm > 0:
-            scale = torch.clamp(self.max_norm / torch.clamp(norm, min=1e-300), max=1.0)
+            scale = scale_to_norm(torch.linalg.vector_norm(flatten(grads)), self.max_norm)
             grads = [g * scale for g in grads]
             weights = weights * scale
-        _accumulate_heads(losses, others)
-        if distributed:
-            average_grads(others)
-        _accumulate(shared, grads)
-        direction = torch.cat([g.reshape(-1) for g in grads])
-        return Aggregation(direction, weights, {"status": "reused"})
+        write_grads(losses, shared, grads, others, distributed=distributed)
+        return Aggregation(flatten(grads), weights, {"status": "reused"})
 
 
 class GramianAggregator(Aggregator):
@@ -405,12 +327,15 @@ class GramianAggregator(Aggregator):
 
     def aggregate(self, G: torch.Tensor, *, context: Any = None) -> Aggregation:
         check_matrix(G, finite=False)  # the entries are checked through K, in :func:`gramian`
-        return self._run(G, context, self.max_norm)
+        return self._aggregate_within(G, context, self.max_norm)
 
     def _aggregate(self, G: torch.Tensor, context: Any) -> Aggregation:
-        return self._run(G, context, 0.0)
+        return self._aggregate_within(G, context, 0.0)
 
-    def _run(self, G: torch.Tensor, context: Any, max_norm: float) -> Aggregation:
+    def _aggregate_within(self, G: torch.Tensor, context: Any, max_norm: float) -> Aggregation:
+        """K = GGᵀ once, the weights from :meth:`_weigh`, then ``Gᵀw``. ``max_norm`` bounds the
+        weights through ``‖Gᵀw‖² = wᵀKw`` in float64, before the direction is formed (the bound
+        of :func:`bound_direction`, computed in weight space)."""
         K = gramian(G)
         weights, info = self._weigh(K)
         if max_norm > 0:  # ‖Gᵀw‖² = wᵀKw: bound the direction before forming it
@@ -508,20 +433,12 @@ class LossWeighting(ABC):
         every gradient is averaged over them, so every rank takes the step of the global batch.
         """
         if distributed:  # global values for the weights, this rank's graph for the gradients
-            losses = losses + (average(losses.detach()) - losses.detach())
+            losses = global_values(losses)
         objective, weights = self.weigh(losses)
-        leaves = _leaf_tensors(objective) if distributed else []
-        objective.backward()
-        average_grads(leaves)
+        backpropagate(objective, distributed=distributed)
         if shared_params is not None:
-            shared = _parameters(shared_params, "shared_params")
-            _clip(shared, self.max_norm)
-            direction = torch.cat(
-                [
-                    (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                    for p in shared
-                ]
-            )
+            shared = parameter_list(shared_params, "shared_params")
+            direction = clipped_direction(shared, self.max_norm)
         else:
             direction = torch.zeros(0)
         return Aggregation(direction, weights, {"objective": float(objective.detach())})

@@ -7,7 +7,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from taskgroup.aggregators.base import Aggregation, Aggregator, GramianAggregator
+from taskgroup.aggregators.base import (
+    Aggregation,
+    Aggregator,
+    GramianAggregator,
+    bound_direction,
+)
 
 
 class Mean(GramianAggregator):
@@ -23,8 +28,8 @@ class Mean(GramianAggregator):
 
     aggregate = Aggregator.aggregate  # no Gramian to check the entries through: check G
 
-    def _run(self, G: torch.Tensor, context: Any, max_norm: float) -> Aggregation:
-        return Aggregator._run(self, G, context, max_norm)  # no Gramian needed
+    def _aggregate_within(self, G: torch.Tensor, context: Any, max_norm: float) -> Aggregation:
+        return bound_direction(self._aggregate(G, context), max_norm)  # no Gramian needed
 
     def _reused_weights(self, k: int) -> torch.Tensor:
         # The weights never depend on G, so a training step needs no per-task gradients: one

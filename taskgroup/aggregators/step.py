@@ -26,8 +26,9 @@ from torch.func import functional_call
 from taskgroup.affinity.lookahead import check_finite, stack_task_losses, task_loss_list
 from taskgroup.affinity.optimizer_step import SUPPORTED
 from taskgroup.aggregators.base import Aggregator, LossWeighting
+from taskgroup.aggregators.registry import get
 from taskgroup.aggregators.transference import Transference, lookahead_context
-from taskgroup.distributed import average
+from taskgroup.distributed import active, average
 from taskgroup.models import MultiTaskModel, SharedSpec, shared_parameter_names
 from taskgroup.tasks import Task, TaskSet
 
@@ -62,6 +63,67 @@ def _loss_functions(tasks: Tasks) -> dict[str, Callable]:
         if not callable(fn):
             raise TypeError(f"the loss of task {name!r} is not callable")
     return losses
+
+
+def _build_aggregator(
+    aggregator: str | Aggregator | LossWeighting, options: Mapping[str, Any]
+) -> Aggregator | LossWeighting:
+    """The step's update rule: a registered name built with ``options``, or an instance."""
+    if isinstance(aggregator, str):
+        aggregator = get(aggregator, **options)
+    elif options:
+        raise ValueError("aggregator options go with a name, not with an instance")
+    if not isinstance(aggregator, Aggregator | LossWeighting):
+        raise TypeError(f"aggregator must be a name or an aggregator, got {aggregator!r}")
+    return aggregator
+
+
+def _check_features(model: nn.Module, aggregator: Aggregator | LossWeighting) -> None:
+    """Raise ``ValueError`` unless ``on="features"`` applies to ``model`` and ``aggregator``."""
+    if not isinstance(model, MultiTaskModel):
+        raise ValueError(
+            'on="features" needs a MultiTaskModel (trunk + heads) to know the shared '
+            "representation; for other models call aggregator.backward(losses, "
+            "shared_params, features=z)"
+        )
+    if isinstance(aggregator, Transference):
+        raise ValueError('on="features" does not apply to transference')
+    if isinstance(aggregator, LossWeighting):
+        raise ValueError(
+            f'on="features" applies to gradient aggregators; {aggregator.name} is a loss '
+            f"weighting and needs no per-task gradients"
+        )
+
+
+def _use_distributed(
+    distributed: bool | None, on: str, aggregator: Aggregator | LossWeighting
+) -> bool:
+    """Whether the step averages over the ranks (``None``: whenever a process group is active);
+    ``ValueError`` when asked for without one or with what it does not support."""
+    use = active() if distributed is None else bool(distributed)
+    if use and not active():
+        raise ValueError("distributed=True but no torch.distributed process group is active")
+    if use and (on == "features" or isinstance(aggregator, Transference)):
+        raise ValueError(
+            'distributed training supports on="params" with any aggregator but transference'
+        )
+    return use
+
+
+def _check_transference_optimizer(
+    aggregator: Aggregator | LossWeighting, optimizer: torch.optim.Optimizer
+) -> None:
+    """Raise ``ValueError`` when transference would look ahead with an optimizer it cannot
+    replay."""
+    if (
+        isinstance(aggregator, Transference)
+        and aggregator.lookahead == "optimizer"
+        and not isinstance(optimizer, SUPPORTED)
+    ):
+        raise ValueError(
+            f'transference with lookahead="optimizer" supports SGD, Adam and AdamW, not '
+            f'{type(optimizer).__name__}; use get("transference", lookahead="sgd")'
+        )
 
 
 class MTLStep:
@@ -101,42 +163,16 @@ class MTLStep:
         distributed: bool | None = None,
         **options: Any,
     ) -> None:
-        from taskgroup import distributed as dist
-        from taskgroup.aggregators import get
-
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
         if on not in ON:
             raise ValueError(f"on must be one of {', '.join(ON)}, got {on!r}")
-        if isinstance(aggregator, str):
-            aggregator = get(aggregator, **options)
-        elif options:
-            raise ValueError("aggregator options go with a name, not with an instance")
-        if not isinstance(aggregator, Aggregator | LossWeighting):
-            raise TypeError(f"aggregator must be a name or an aggregator, got {aggregator!r}")
+        aggregator = _build_aggregator(aggregator, options)
         if on == "features":
-            if not isinstance(model, MultiTaskModel):
-                raise ValueError(
-                    'on="features" needs a MultiTaskModel (trunk + heads) to know the shared '
-                    "representation; for other models call aggregator.backward(losses, "
-                    "shared_params, features=z)"
-                )
-            if isinstance(aggregator, Transference):
-                raise ValueError('on="features" does not apply to transference')
-            if isinstance(aggregator, LossWeighting):
-                raise ValueError(
-                    f'on="features" applies to gradient aggregators; {aggregator.name} is a loss '
-                    f"weighting and needs no per-task gradients"
-                )
-        self.distributed = dist.active() if distributed is None else bool(distributed)
-        if self.distributed and not dist.active():
-            raise ValueError("distributed=True but no torch.distributed process group is active")
-        if self.distributed and (on == "features" or isinstance(aggregator, Transference)):
-            raise ValueError(
-                'distributed training supports on="params" with any aggregator but transference'
-            )
+            _check_features(model, aggregator)
+        self.distributed = _use_distributed(distributed, on, aggregator)
         self.model = model
         self.losses = _loss_functions(tasks)
         self.aggregator = aggregator
@@ -153,15 +189,7 @@ class MTLStep:
             reference = self.shared_params[0]
             aggregator.prepare(len(self.losses), device=reference.device, dtype=reference.dtype)
             self._register(aggregator)
-        if (
-            isinstance(aggregator, Transference)
-            and aggregator.lookahead == "optimizer"
-            and not isinstance(optimizer, SUPPORTED)
-        ):
-            raise ValueError(
-                f'transference with lookahead="optimizer" supports SGD, Adam and AdamW, not '
-                f'{type(optimizer).__name__}; use get("transference", lookahead="sgd")'
-            )
+        _check_transference_optimizer(aggregator, optimizer)
 
     def _register(self, weighting: LossWeighting) -> None:
         params = weighting.parameters()

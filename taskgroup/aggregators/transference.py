@@ -29,18 +29,20 @@ from torch import nn
 
 from taskgroup.affinity.lookahead import LossFns, lookahead_losses, repeatable_randomness
 from taskgroup.affinity.optimizer_step import stepped_parameters
-from taskgroup.aggregators.base import Aggregation, Aggregator, Params
+from taskgroup.aggregators.backward import Params
+from taskgroup.aggregators.base import Aggregation, Aggregator, gramian
 from taskgroup.aggregators.pcgrad import PCGrad, pcgrad_coefficients
+from taskgroup.aggregators.registry import get, register
 from taskgroup.gradients import flatten
 from taskgroup.models import SharedSpec, shared_parameter_names
 
 SCORES = ("total", "relative")
-LOOKAHEADS = ("optimizer", "sgd")
+TRANSFERENCE_STEPS = ("optimizer", "sgd")  # how a candidate direction becomes an update
 CandidateSpec = str | Aggregator | tuple[str, Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
-class Lookahead:
+class TransferenceContext:
     """How candidate directions are scored on the current batch.
 
     ``evaluate(D)`` maps candidate directions ``D: [m, P]`` (in the layout of the shared
@@ -63,8 +65,8 @@ def lookahead_context(
     lr: float | None = None,
     base_losses: torch.Tensor | None = None,
     rng_state: torch.Tensor | None = None,
-) -> Lookahead:
-    """The :class:`Lookahead` of one training batch.
+) -> TransferenceContext:
+    """The :class:`TransferenceContext` of one training batch.
 
     Args:
         model, inputs, targets, losses, shared: as in :func:`taskgroup.lookahead_affinity`.
@@ -104,12 +106,10 @@ def lookahead_context(
 
     if base_losses is None:
         base_losses = losses_at(theta[None, :])[0]
-    return Lookahead(evaluate, base_losses.detach())
+    return TransferenceContext(evaluate, base_losses.detach())
 
 
 def _resolve(spec: CandidateSpec) -> Aggregator:
-    from taskgroup.aggregators import get
-
     if isinstance(spec, Aggregator):
         aggregator = spec
     elif isinstance(spec, str):
@@ -128,6 +128,7 @@ def _resolve(spec: CandidateSpec) -> Aggregator:
     return aggregator
 
 
+@register
 class Transference(Aggregator):
     """Per step, the candidate direction whose lookahead lowers the loss most (IT-MTL).
 
@@ -143,7 +144,7 @@ class Transference(Aggregator):
         seed: seed of the visiting orders of ``projections``.
 
     Needs the batch: call it through :class:`~taskgroup.aggregators.step.MTLStep` or pass
-    ``context=`` a :class:`Lookahead` (see :func:`lookahead_context`) to ``aggregate`` or
+    ``context=`` a :class:`TransferenceContext` (see :func:`lookahead_context`) to ``aggregate`` or
     ``backward``.
     ``info["chosen"]`` names the winner and ``info["scores"]`` lists every candidate's score.
     """
@@ -174,8 +175,10 @@ class Transference(Aggregator):
         self.per_task = bool(per_task)
         self.projections = bool(projections)
         self.score = score
-        if lookahead not in LOOKAHEADS:
-            raise ValueError(f"lookahead must be one of {', '.join(LOOKAHEADS)}, got {lookahead!r}")
+        if lookahead not in TRANSFERENCE_STEPS:
+            raise ValueError(
+                f"lookahead must be one of {', '.join(TRANSFERENCE_STEPS)}, got {lookahead!r}"
+            )
         self.lookahead = lookahead
         self.seed = seed
         self._pcgrad = PCGrad(seed=seed)
@@ -193,7 +196,7 @@ class Transference(Aggregator):
         self._pcgrad.reset()
 
     def _aggregate(self, G: torch.Tensor, context: Any) -> Aggregation:
-        if not isinstance(context, Lookahead):
+        if not isinstance(context, TransferenceContext):
             raise ValueError(
                 "transference scores candidates by their lookahead loss on the batch: use "
                 "MTLStep, or pass context=taskgroup.aggregators.lookahead_context(...)"
@@ -214,8 +217,6 @@ class Transference(Aggregator):
                 directions.append(G[i])
                 weights.append(eye[i])
         if self.projections:
-            from taskgroup.aggregators.base import gramian
-
             K = gramian(G)
             C = torch.as_tensor(pcgrad_coefficients(K, self._pcgrad.orders(k)), dtype=G.dtype)
             C = C.to(G.device)

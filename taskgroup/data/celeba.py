@@ -261,6 +261,46 @@ def load(
     ``ValueError`` naming the file (and line) when a text file is malformed. A corrupt image
     raises ``ValueError`` naming it when a batch first reads it.
     """
+    attributes = _check_options(data_root, attributes, image_size, width, limit, cache_mb)
+    root = Path(data_root).expanduser()
+    image_dir = root / IMAGE_DIR
+    names, values, rows = read_splits(root, attributes, limit)
+    cache_bytes = int(cache_mb * 2**20)
+    splits = {}
+    for split in SPLITS:
+        r = rows[split]
+        targets = {
+            a: torch.from_numpy(values[r, k].astype(np.float32)) for k, a in enumerate(attributes)
+        }
+        reader = CelebaRows([image_dir / names[i] for i in r], targets, image_size, cache_bytes)
+        splits[split] = FileSplit(reader, len(r), attributes)
+    return Benchmark(
+        name="celeba",
+        tasks=TaskSet(make_task(a, "binary") for a in attributes),
+        model_factory=partial(build_model, width=width, image_size=image_size),
+        defaults=TrainingDefaults(optimizer="sgd", lr=5e-4, batch_size=256, steps=3000, every=10),
+        info={
+            "data_root": str(root),
+            "sizes": {split: len(rows[split]) for split in SPLITS},
+            "limit": limit,
+            "input_shape": [3, image_size, image_size],
+            "width": width,
+            "attributes": list(attributes),
+        },
+        **splits,
+    )
+
+
+def _check_options(
+    data_root: str | os.PathLike | None,
+    attributes: list[str] | tuple[str, ...],
+    image_size: int,
+    width: int,
+    limit: int | None,
+    cache_mb: float,
+) -> tuple[str, ...]:
+    """The options of :func:`load` checked (``ValueError`` naming the first bad one); returns
+    the attributes as a tuple."""
     if data_root is None:
         raise ValueError(
             "celeba needs data_root= (CLI: --data-root): the folder holding img_align_celeba/, "
@@ -281,8 +321,20 @@ def load(
         raise ValueError(f"limit must be >= 1 or None, got {limit}")
     if cache_mb < 0:
         raise ValueError(f"cache_mb must be >= 0, got {cache_mb}")
+    return attributes
 
-    root = Path(data_root).expanduser()
+
+def read_splits(
+    root: Path, attributes: tuple[str, ...], limit: int | None = None
+) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+    """The file names ``[N]``, the 0/1 ``attributes`` ``[N, len(attributes)]`` (uint8) and the
+    rows of each split (``{split: row indices}``, the first ``limit`` of each) of the CelebA
+    files under ``root``.
+
+    Raises ``FileNotFoundError`` listing the expected layout when a file, or an image a split
+    uses, is missing, and ``ValueError`` naming the file (and line) when a text file is malformed
+    or an image has no split.
+    """
     image_dir, attr_path, part_path = root / IMAGE_DIR, root / ATTRIBUTE_FILE, root / PARTITION_FILE
     absent = [p for p in (image_dir, attr_path, part_path) if not p.exists()]
     if absent:
@@ -309,28 +361,4 @@ def load(
             f"{len(lacking)} image(s) listed in {attr_path} are missing from {image_dir}, "
             f"e.g. {[str(image_dir / n) for n in lacking[:3]]}\n{expected_layout(root)}"
         )
-
-    cache_bytes = int(cache_mb * 2**20)
-    splits = {}
-    for split in SPLITS:
-        r = rows[split]
-        targets = {
-            a: torch.from_numpy(values[r, k].astype(np.float32)) for k, a in enumerate(attributes)
-        }
-        reader = CelebaRows([image_dir / names[i] for i in r], targets, image_size, cache_bytes)
-        splits[split] = FileSplit(reader, len(r), attributes)
-    return Benchmark(
-        name="celeba",
-        tasks=TaskSet(make_task(a, "binary") for a in attributes),
-        model_factory=partial(build_model, width=width, image_size=image_size),
-        defaults=TrainingDefaults(optimizer="sgd", lr=5e-4, batch_size=256, steps=3000, every=10),
-        info={
-            "data_root": str(root),
-            "sizes": {split: len(rows[split]) for split in SPLITS},
-            "limit": limit,
-            "input_shape": [3, image_size, image_size],
-            "width": width,
-            "attributes": list(attributes),
-        },
-        **splits,
-    )
+    return names, values, rows
