@@ -7,12 +7,13 @@ import io
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import click
 import typer
 
-from taskgroup.affinity.lookahead import LOOKAHEADS
-from taskgroup.recipes import load_recipe
+from taskgroup.recipes import Recipe, load_recipe
+from taskgroup.settings import AffinitySettings, GroupSettings, SettingError, TrainSettings
 
 app = typer.Typer(
     add_completion=False,
@@ -31,7 +32,7 @@ DataRootOption = Annotated[
     str | None, typer.Option(help="folder of a file-backed benchmark's files")
 ]
 NprocOption = Annotated[int | None, typer.Option(help="processes (torch.distributed, DDP)")]
-WorkersOption = Annotated[int | None, typer.Option(help="networks trained in parallel")]
+WorkersOption = Annotated[int | None, typer.Option(help=TrainSettings.help("workers"))]
 ProgressOption = Annotated[bool, typer.Option(help="show progress bars")]
 
 
@@ -60,6 +61,25 @@ def _positive(name: str, value: int | None) -> None:
         raise ValueError(f"{name} must be >= 1, got {value}")
 
 
+def _override(recipe: Recipe, stage: str, **given: Any) -> Recipe:
+    """``recipe`` with command-line values for ``stage``; a bad one names its option."""
+    try:
+        return recipe.replace(stage, **given)
+    except SettingError as e:
+        raise e.named(_option(e.key)) from None
+
+
+def _option(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _group_settings(**given: Any) -> GroupSettings:
+    try:
+        return GroupSettings(**{k: v for k, v in given.items() if v is not None})
+    except SettingError as e:
+        raise e.named(_option(e.key)) from None
+
+
 @app.command()
 def affinity(
     recipe: Annotated[
@@ -67,9 +87,9 @@ def affinity(
     ] = None,
     benchmark: Annotated[str | None, typer.Option(help="benchmark name")] = None,
     tasks: Annotated[str | None, typer.Option(help="comma-separated task names")] = None,
-    steps: Annotated[int | None, typer.Option(help="co-training steps")] = None,
-    every: Annotated[int | None, typer.Option(help="measure every K steps")] = None,
-    lookahead: Annotated[str | None, typer.Option(help=f"one of {', '.join(LOOKAHEADS)}")] = None,
+    steps: Annotated[int | None, typer.Option(help=AffinitySettings.help("steps"))] = None,
+    every: Annotated[int | None, typer.Option(help=AffinitySettings.help("every"))] = None,
+    lookahead: Annotated[str | None, typer.Option(help=AffinitySettings.help("lookahead"))] = None,
     out: Annotated[Path | None, typer.Option(help="run directory")] = None,
     seed: Annotated[int | None, typer.Option(help="seed of data, init and batches")] = None,
     data_root: DataRootOption = None,
@@ -77,26 +97,24 @@ def affinity(
     nproc: NprocOption = None,
     progress: ProgressOption = True,
 ) -> None:
-    """Co-train all tasks once and measure their lookahead affinity (TAG).
+    """Co-train all tasks once and measure their affinity (the recipe's signal).
 
     Writes affinity.json, manifest.json, affinity_heatmap.png and affinity_over_training.png.
     """
+    from taskgroup.data.benchmark import resolve_device
     from taskgroup.pipeline import affinity_stage
     from taskgroup.report import tables
 
     if _launched(nproc):
         return
-    _positive("--steps", steps)
-    _positive("--every", every)
-    if lookahead is not None and lookahead not in LOOKAHEADS:
-        raise ValueError(f"--lookahead must be one of {', '.join(LOOKAHEADS)}, got {lookahead!r}")
+    resolve_device(device)
     spec = load_recipe(recipe).override(
         benchmark=benchmark, tasks=_task_list(tasks), seed=seed, data_root=data_root
     )
-    settings = spec.stage("affinity") | _given(steps=steps, every=every, lookahead=lookahead)
+    spec = _override(spec, "affinity", steps=steps, every=every, lookahead=lookahead)
     run_dir = out or _default_out(spec)
     started = time.perf_counter()
-    result = affinity_stage(spec, run_dir, settings, progress=progress, device=device)
+    result = affinity_stage(spec, run_dir, progress=progress, device=device)
     typer.echo(tables.affinity_table(result))
     typer.echo(
         f"\n{len(result.trace_steps)} measurements over {result.metadata['steps_trained']}"
@@ -111,33 +129,26 @@ def group(
     ],
     budget: Annotated[int, typer.Option(help="the most groups (networks to train)")],
     method: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="auto, exact, milp, beam, greedy, spectral, community, restarts, or hoa "
+            help=GroupSettings.help("method")
+            + ": auto, exact, milp, beam, greedy, spectral, community, restarts, or hoa "
             "(Standley's higher-order approximation from a pair table, see --pairs)"
         ),
-    ] = "auto",
+    ] = None,
     pairs: Annotated[
         Path | None,
         typer.Option(
             help="pair table of tg.pair_results, for --method hoa (default DIR/pairs.json)"
         ),
     ] = None,
-    partition: Annotated[bool, typer.Option(help="only disjoint groups")] = False,
-    normalize: Annotated[
-        str | None,
-        typer.Option(help="source: select from Z[i, j] / Z[i, i] (each source's step size out)"),
-    ] = None,
-    sweep: Annotated[
-        bool, typer.Option(help="solve every budget 1..n and draw the score-vs-budget curve")
-    ] = False,
+    partition: Annotated[bool, typer.Option(help=GroupSettings.help("partition"))] = False,
+    normalize: Annotated[str | None, typer.Option(help=GroupSettings.help("normalize"))] = None,
+    sweep: Annotated[bool, typer.Option(help=GroupSettings.help("sweep"))] = False,
     singleton_score: Annotated[
-        float | None,
-        typer.Option(help="value of a task trained alone (default: a singleton serves no task)"),
+        float | None, typer.Option(help=GroupSettings.help("singleton_score"))
     ] = None,
-    time_limit: Annotated[
-        float | None, typer.Option(help="seconds per solve (default: the method's own)")
-    ] = None,
+    time_limit: Annotated[float | None, typer.Option(help=GroupSettings.help("time_limit"))] = None,
     out: Annotated[
         Path | None, typer.Option(help="output directory (default: where the affinity is)")
     ] = None,
@@ -156,18 +167,28 @@ def group(
     stage in manifest.json.
     """
     from taskgroup.pipeline import group_stage
+    from taskgroup.rundir import AFFINITY, GROUPS_GRAPH, PAIRS, SCORE_VS_BUDGET
 
+    settings = _group_settings(
+        budget=budget,
+        method=method,
+        partition=partition,
+        normalize=normalize,
+        sweep=sweep,
+        singleton_score=singleton_score,
+        time_limit=time_limit,
+    )
     if source.is_dir():
-        path, run_dir = source / "affinity.json", out or source
+        path, run_dir = source / AFFINITY, out or source
     elif source.exists():
         path, run_dir = source, out or source.parent
     else:
         raise ValueError(f"{source}: no such file or directory")
-    if method == "hoa":
-        pairs = pairs or (source / "pairs.json" if source.is_dir() else None)
+    if settings.method == "hoa":
+        pairs = pairs or (source / PAIRS if source.is_dir() else None)
         if pairs is None or not pairs.exists():
             raise ValueError(
-                f"--method hoa needs a pair table: pass --pairs FILE (pairs.json written by "
+                f"--method hoa needs a pair table: pass --pairs FILE ({PAIRS} written by "
                 f"tg.pair_results){'' if pairs is None else f'; {pairs} does not exist'}"
             )
         path = None
@@ -176,14 +197,8 @@ def group(
     chosen, curve = group_stage(
         path,
         run_dir,
-        budget=budget,
-        method=method,
-        partition=partition,
-        sweep=sweep,
-        singleton_score=singleton_score,
-        time_limit=time_limit,
+        settings,
         pairs=pairs,
-        normalize=normalize,
         certify=certify,
         on_certificate_round=lambda r, bound, best: typer.echo(
             f"certificate round {r}: bound {bound:.6g} (best {best:.6g})", err=True
@@ -196,7 +211,7 @@ def group(
             f"\ncost of the pair table: {cost.get('networks', '?')} networks, "
             f"{cost.get('steps', '?')} steps, {cost.get('seconds', '?')} s of training"
         )
-    plots = "groups_graph.png" + (", score_vs_budget.png" if sweep else "")
+    plots = GROUPS_GRAPH + (f", {SCORE_VS_BUDGET}" if sweep else "")
     typer.echo(f"\n→ {run_dir}/groups.json, {plots}")
 
 
@@ -212,9 +227,7 @@ def _print_grouping(chosen, curve) -> None:
 @app.command()
 def train(
     run_dir: Annotated[Path, typer.Argument(help="run directory (with groups.json)")],
-    aggregator: Annotated[
-        str | None, typer.Option(help="aggregator or loss weighting (taskgroup aggregators)")
-    ] = None,
+    aggregator: Annotated[str | None, typer.Option(help=TrainSettings.help("aggregator"))] = None,
     groups: Annotated[
         Path | None,
         typer.Option(help='groups file (default RUN_DIR/groups.json); JSON {"groups": [[...]]}'),
@@ -222,11 +235,9 @@ def train(
     recipe: Annotated[
         str | None, typer.Option(help="recipe, when RUN_DIR records none (default: its own)")
     ] = None,
-    steps: Annotated[int | None, typer.Option(help="most training steps per network")] = None,
+    steps: Annotated[int | None, typer.Option(help=TrainSettings.help("steps"))] = None,
     workers: WorkersOption = None,
-    baselines: Annotated[
-        bool | None, typer.Option(help="also train each task alone and all together")
-    ] = None,
+    baselines: Annotated[bool | None, typer.Option(help=TrainSettings.help("baselines"))] = None,
     device: DeviceOption = None,
     nproc: NprocOption = None,
     progress: ProgressOption = True,
@@ -236,26 +247,25 @@ def train(
     Writes results.json (per-task metrics, Δm, cost), results.png, checkpoints under train/,
     log.jsonl and tensorboard/. Run it again to resume: finished networks are not retrained.
     """
-    from taskgroup.pipeline import GROUPS, run_recipe, train_stage
+    from taskgroup.data.benchmark import resolve_device
+    from taskgroup.pipeline import recorded_recipe, train_stage
+    from taskgroup.rundir import GROUPS
     from taskgroup.training.groups import read_groups
 
     if _launched(nproc):
         return
-    _positive("--steps", steps)
-    _positive("--workers", workers)
-    spec = run_recipe(run_dir, None if recipe is None else load_recipe(recipe))
+    resolve_device(device)
+    spec = recorded_recipe(run_dir, None if recipe is None else load_recipe(recipe))
+    spec = _override(
+        spec, "train", aggregator=aggregator, steps=steps, workers=workers, baselines=baselines
+    )
     groups_path = groups or run_dir / GROUPS
     if not groups_path.exists():
         raise ValueError(
             f"{groups_path}: no such file; run `taskgroup group {run_dir} --budget B` first "
             f"or pass --groups"
         )
-    settings = spec.stage("train") | _given(
-        aggregator=aggregator, steps=steps, workers=workers, baselines=baselines
-    )
-    results = train_stage(
-        run_dir, spec, read_groups(groups_path), settings, progress=progress, device=device
-    )
+    results = train_stage(run_dir, spec, read_groups(groups_path), progress=progress, device=device)
     typer.echo(results.table())
     typer.echo(f"\n→ {run_dir}/results.json")
 
@@ -267,11 +277,9 @@ def run(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="run directory")] = None,
     seed: Annotated[int | None, typer.Option(help="seed of data, init and batches")] = None,
-    budget: Annotated[int | None, typer.Option(help="the most networks to train")] = None,
-    lookahead: Annotated[
-        str | None, typer.Option(help=f"affinity signal: one of {', '.join(LOOKAHEADS)}")
-    ] = None,
-    aggregator: Annotated[str | None, typer.Option(help="aggregator of the groups")] = None,
+    budget: Annotated[int | None, typer.Option(help=GroupSettings.help("budget"))] = None,
+    lookahead: Annotated[str | None, typer.Option(help=AffinitySettings.help("lookahead"))] = None,
+    aggregator: Annotated[str | None, typer.Option(help=TrainSettings.help("aggregator"))] = None,
     workers: WorkersOption = None,
     data_root: DataRootOption = None,
     device: DeviceOption = None,
@@ -283,50 +291,53 @@ def run(
     Run it again on the same --out to resume: a finished affinity run is reused and finished
     networks are not retrained.
     """
-    from taskgroup.affinity.matrix import AffinityMatrix
-    from taskgroup.pipeline import AFFINITY, affinity_stage, group_stage, report_stage, train_stage
-    from taskgroup.report import tables
+    from taskgroup import pipeline
 
     if _launched(nproc):
         return
-    _positive("--budget", budget)
-    _positive("--workers", workers)
-    if lookahead is not None and lookahead not in LOOKAHEADS:
-        raise ValueError(f"--lookahead must be one of {', '.join(LOOKAHEADS)}, got {lookahead!r}")
     spec = load_recipe(recipe).override(seed=seed, data_root=data_root)
+    spec = _override(spec, "affinity", lookahead=lookahead)
+    spec = _override(spec, "group", budget=budget)
+    spec = _override(spec, "train", aggregator=aggregator, workers=workers)
     run_dir = out or _default_out(spec)
-    settings = spec.stage("affinity") | _given(lookahead=lookahead)
     stages = _stage_bar(progress)
     try:
-        stages.set_description("affinity")
-        affinity_record = spec.to_dict() | {"affinity": settings}
-        if _finished(run_dir, "affinity", affinity_record):
-            typer.echo(f"affinity: reusing {run_dir / AFFINITY}")
-            affinity_matrix = AffinityMatrix.load(run_dir / AFFINITY)
-        else:
-            affinity_matrix = affinity_stage(
-                spec, run_dir, settings, progress=progress, device=device
-            )
-        typer.echo(tables.affinity_table(affinity_matrix) + "\n")
-        stages.update()
-        stages.set_description("group")
-        options = {"budget": 2, "sweep": True} | spec.stage("group") | _given(budget=budget)
-        chosen, curve = group_stage(run_dir / AFFINITY, run_dir, **options)
-        _print_grouping(chosen, curve)
-        stages.update()
-        stages.set_description("train")
-        train_settings = spec.stage("train") | _given(aggregator=aggregator, workers=workers)
-        results = train_stage(
-            run_dir, spec, chosen.groups, train_settings, progress=progress, device=device
+        page = pipeline.run(
+            spec,
+            run_dir,
+            progress=progress,
+            device=device,
+            on_stage=_stage_printer(run_dir, stages),
         )
-        typer.echo("\n" + results.table())
-        stages.update()
-        stages.set_description("report")
-        page = report_stage(run_dir)
-        stages.update()
     finally:
         stages.close()
     typer.echo(f"\n→ {page}")
+
+
+NEXT_STAGE = {"affinity": "group", "affinity reused": "group", "group": "train", "train": "report"}
+
+
+def _stage_printer(run_dir: Path, stages):
+    """What ``taskgroup run`` prints as each stage ends (and the stage bar's progress)."""
+    from taskgroup.report import tables
+    from taskgroup.rundir import AFFINITY
+
+    def on_stage(stage: str, result: Any) -> None:
+        if stage == "affinity reused":
+            typer.echo(f"affinity: reusing {run_dir / AFFINITY}")
+        if stage.startswith("affinity"):
+            typer.echo(tables.affinity_table(result) + "\n")
+        elif stage == "group":
+            _print_grouping(*result)
+        elif stage == "train":
+            typer.echo("\n" + result.table())
+        stages.update()
+        stages.set_description(
+            {"affinity": "group", "group": "train"}.get(stage.split()[0], "report")
+        )
+
+    stages.set_description("affinity")
+    return on_stage
 
 
 @app.command()
@@ -345,29 +356,8 @@ def _stage_bar(progress: bool):
     return tqdm(total=4, unit="stage", disable=not progress, position=0, leave=False)
 
 
-def _finished(run_dir: Path, stage: str, record: dict) -> bool:
-    """Whether ``run_dir`` holds ``stage``'s outputs made from the same recipe settings."""
-    from taskgroup.manifest import MANIFEST
-    from taskgroup.storage import read_json
-
-    path = run_dir / MANIFEST
-    if not path.exists():
-        return False
-    manifest = read_json(path)
-    done = manifest.get("stages", {}).get(stage) if isinstance(manifest, dict) else None
-    return (
-        bool(done)
-        and done.get("recipe") == record
-        and all((run_dir / name).exists() for name in done.get("outputs", []))
-    )
-
-
 def _task_list(tasks: str | None) -> list[str] | None:
     return None if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()]
-
-
-def _given(**values):
-    return {k: v for k, v in values.items() if v is not None}
 
 
 def _default_out(spec) -> Path:
@@ -413,12 +403,11 @@ def main(argv: list[str] | None = None) -> int:
     """
     from taskgroup import distributed
 
-    global _ARGV
-    _ARGV = list(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv)
     quiet = distributed.init_from_env() and not distributed.is_writer()
     try:
         with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
-            app(args=_ARGV, prog_name="taskgroup")
+            app(args=args, prog_name="taskgroup", obj=args)  # obj: what --nproc relaunches
     except SystemExit as e:  # click's standalone mode ends every run with SystemExit
         return e.code if isinstance(e.code, int) else int(e.code is not None)
     except (ValueError, OSError, distributed.LaunchError) as e:
@@ -427,7 +416,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-_ARGV: list[str] = []
+def run_on_rank(argv: list[str]) -> int:
+    """What each process of a ``--nproc`` run executes: this command line on ``argv``."""
+    code = main(argv)
+    if code:
+        raise SystemExit(code)
+    return code
 
 
 def _launched(nproc: int | None) -> bool:
@@ -439,14 +433,14 @@ def _launched(nproc: int | None) -> bool:
     if nproc is None or nproc == 1 or distributed.active():
         return False
     argv, skip = [], False
-    for arg in _ARGV:
+    for arg in click.get_current_context().obj:
         if skip:
             skip = False
         elif arg == "--nproc":
             skip = True
         elif not arg.startswith("--nproc="):
             argv.append(arg)
-    distributed.launch(nproc, argv)
+    distributed.launch(nproc, argv, run_on_rank)
     return True
 
 

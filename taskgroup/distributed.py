@@ -1,4 +1,4 @@
-"""Running under torch.distributed: ranks, batch shards, and launching the CLI on N processes.
+"""Running under torch.distributed: ranks, batch shards, and launching a command on N processes.
 
 Every rank draws the same global batch stream (same seed) and trains on its own contiguous
 shard of each batch; per-task gradients (and the losses that loss weightings read) are averaged
@@ -10,7 +10,7 @@ asks :func:`is_writer`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -102,20 +102,11 @@ class LaunchError(Exception):
     """A rank of a launched run failed (the message names it)."""
 
 
-def _run_cli(argv: list[str]) -> int:
-    from taskgroup.cli import main
-
-    code = main(argv)
-    if code:
-        raise SystemExit(code)
-    return code
-
-
-def launch(nproc: int, argv: list[str], entrypoint=_run_cli) -> int:
-    """Run ``taskgroup ARGV`` on ``nproc`` local processes through torch's elastic launcher
-    (torchrun's engine). Returns 0, or raises :class:`LaunchError` naming the rank that failed
-    first (the launcher then stops the others). ``entrypoint(argv)`` is what each process runs
-    (a module-level function)."""
+def launch(nproc: int, argv: list[str], entrypoint: Callable[[list[str]], int]) -> int:
+    """Run ``entrypoint(argv)`` on ``nproc`` local processes through torch's elastic launcher
+    (torchrun's engine); ``entrypoint`` is a module-level function (the command line passes its
+    own). Returns 0, or raises :class:`LaunchError` naming the rank that failed first (the
+    launcher then stops the others)."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 

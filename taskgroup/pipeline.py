@@ -1,47 +1,64 @@
-"""The stages of a run, each reading and writing files in one run directory.
+"""The stages of a run and the run loop, each reading and writing files in one run directory.
 
-affinity → group → train → report. Each stage is a function the CLI commands (and ``taskgroup
-run``) call; each records itself in ``manifest.json`` and writes its outputs atomically, so a
-run can stop after any stage and be resumed or continued by hand.
+affinity → group → train → report. Each stage is a function that the ``taskgroup`` commands call
+and :func:`run` chains; each records itself in ``manifest.json`` and writes its outputs
+atomically, so a run can stop after any stage and be resumed or continued by hand. Every input
+is checked before a stage writes anything; :func:`run` checks the whole recipe, the device and
+the run directory before its first stage.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from taskgroup.affinity.matrix import AffinityMatrix
-from taskgroup.grouping import Grouping, select_groups
+from taskgroup.data.benchmark import Benchmark, resolve_device
+from taskgroup.grouping import Grouping, PairTable, select_groups
 from taskgroup.grouping import certify as certify_grouping
 from taskgroup.grouping import sweep as sweep_budgets
-from taskgroup.manifest import MANIFEST, claim_run_dir, record_stage, run_identity
 from taskgroup.recipes import Recipe
-from taskgroup.storage import read_json, write_atomic, write_json
+from taskgroup.report import plots
+from taskgroup.report.html import render_report
+from taskgroup.rundir import (
+    AFFINITY,
+    AFFINITY_HEATMAP,
+    AFFINITY_OVER_TRAINING,
+    GROUPS,
+    GROUPS_GRAPH,
+    REPORT,
+    RESULTS,
+    RESULTS_PLOT,
+    SCORE_VS_BUDGET,
+    check_identity,
+    claim_run_dir,
+    read_manifest,
+    record_stage,
+    stage_record,
+)
+from taskgroup.settings import GroupSettings, SettingError
+from taskgroup.storage import write_atomic, write_json
+from taskgroup.training.cotrain import measure_affinity
 from taskgroup.training.events import EventLog
-from taskgroup.training.groups import RESULTS, GroupResults, check_groups, train_groups
+from taskgroup.training.groups import GroupResults, check_groups, train_groups
 
-AFFINITY = "affinity.json"
-GROUPS = "groups.json"
-REPORT = "report.html"
-NORMALIZE = (None, "source")
+OnStage = Callable[[str, Any], None]
 
 
 def affinity_stage(
-    spec: Recipe,
+    recipe: Recipe,
     run_dir: Path,
-    settings: Mapping[str, Any],
     *,
+    bench: Benchmark | None = None,
     progress: bool = False,
     device: str | None = None,
 ) -> AffinityMatrix:
-    """Co-train the recipe's tasks and write ``affinity.json``, its plots and the event log."""
-    from taskgroup.report import plots
-    from taskgroup.training.cotrain import measure_affinity
-
-    bench = spec.load_benchmark()
-    claim_run_dir(run_dir, spec.identity() | {"tasks": bench.tasks.names})
+    """Co-train the recipe's tasks with ``recipe.affinity`` and write ``affinity.json``, its
+    plots and the event log. ``bench``: the recipe's benchmark when already loaded."""
+    bench = bench or recipe.load_benchmark()
+    claim_run_dir(run_dir, _identity(recipe, bench))
     started = time.perf_counter()
     with EventLog(run_dir, "affinity", "cotrain") as log:
 
@@ -52,23 +69,19 @@ def affinity_stage(
                 )
 
         result = measure_affinity(
-            bench, seed=spec.seed, progress=progress, on_step=on_step, device=device, **settings
+            bench,
+            recipe.affinity,
+            seed=recipe.seed,
+            progress=progress,
+            on_step=on_step,
+            device=device,
         )
         for step, matrix in zip(result.trace_steps, result.trace, strict=True):
-            log.scalars(
-                int(step),
-                "affinity",
-                {
-                    f"{source}->{target}": float(matrix[i, j])
-                    for i, source in enumerate(result.tasks)
-                    for j, target in enumerate(result.tasks)
-                    if i != j
-                },
-            )
+            log.scalars(int(step), "affinity", _off_diagonal(result.tasks, matrix))
     seconds = time.perf_counter() - started
     figures = {
-        "affinity_heatmap.png": plots.affinity_heatmap(result),
-        "affinity_over_training.png": plots.affinity_over_training(result),
+        AFFINITY_HEATMAP: plots.affinity_heatmap(result),
+        AFFINITY_OVER_TRAINING: plots.affinity_over_training(result),
     }
     result.save(run_dir / AFFINITY)
     for name, png in figures.items():
@@ -77,7 +90,7 @@ def affinity_stage(
         run_dir,
         "affinity",
         {
-            "recipe": spec.to_dict() | {"affinity": dict(settings)},
+            "recipe": recipe.to_dict(),
             "benchmark_info": dict(bench.info),
             "tasks": result.tasks,
             "seconds": round(seconds, 3),
@@ -87,47 +100,45 @@ def affinity_stage(
     return result
 
 
+def _off_diagonal(tasks: list[str], matrix) -> dict[str, float]:
+    return {
+        f"{source}->{target}": float(matrix[i, j])
+        for i, source in enumerate(tasks)
+        for j, target in enumerate(tasks)
+        if i != j
+    }
+
+
+def affinity_finished(run_dir: Path, recipe: Recipe) -> bool:
+    """Whether ``run_dir`` holds an affinity measured with ``recipe``'s benchmark, tasks, seed
+    and ``[affinity]`` settings, with all its outputs."""
+    done = stage_record(run_dir, "affinity")
+    if done is None or not isinstance(done.get("recipe"), dict):
+        return False
+    keys = ("seed", "benchmark", "affinity")
+    mine = recipe.to_dict()
+    return all(done["recipe"].get(k) == mine[k] for k in keys) and all(
+        (run_dir / name).exists() for name in done.get("outputs", [])
+    )
+
+
 def group_stage(
     affinity_path: Path | None,
     run_dir: Path,
+    settings: GroupSettings,
     *,
-    budget: int,
-    method: str = "auto",
-    partition: bool = False,
-    sweep: bool = False,
-    singleton_score: float | None = None,
-    time_limit: float | None = None,
     pairs: Path | None = None,
-    normalize: str | None = None,
     certify: float | None = None,
     on_certificate_round: Callable[[int, float, float], None] | None = None,
 ) -> tuple[Grouping, list[Grouping]]:
-    """Select groups from ``affinity_path``, or with ``method="hoa"`` from the pair table
-    ``pairs`` (``pairs.json`` of :func:`~taskgroup.pair_results`; its HOA score matrix is what
-    the graph shows); write ``groups.json`` (with the sweep of budgets 1..n when ``sweep``) and
-    its plots. ``normalize="source"`` selects from the relative affinity
-    (:meth:`AffinityMatrix.relative`). ``certify``: then spend up to that many seconds on the
+    """Select groups with ``settings`` from ``affinity_path``, or with ``method="hoa"`` from
+    the pair table ``pairs`` (``pairs.json`` of :func:`~taskgroup.pair_results`; its HOA score
+    matrix is what the graph shows); write ``groups.json`` (with the sweep of budgets 1..n when
+    ``settings.sweep``) and its plots. ``certify``: then spend up to that many seconds on the
     chosen grouping's semidefinite certificate (:func:`taskgroup.grouping.certify`; its rounds
     reported to ``on_certificate_round``). Returns the chosen grouping and the sweep."""
-    from taskgroup.grouping.pairs import PairTable
-    from taskgroup.report import plots
-
-    if (method == "hoa") != (pairs is not None):
-        raise ValueError("method 'hoa' selects from a pair table (--pairs FILE), and only it")
-    if pairs is not None:
-        source = PairTable.load(pairs)
-        affinity = source.affinity()
-    else:
-        source = affinity = AffinityMatrix.load(affinity_path)
-    if normalize not in NORMALIZE:
-        raise ValueError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
-    if normalize == "source":
-        if pairs is not None:
-            raise ValueError("normalize applies to an affinity matrix, not to a pair table")
-        source = affinity = affinity.relative()
-    n = len(affinity.tasks)
-    if not isinstance(budget, int) or not 1 <= budget <= n:
-        raise ValueError(f"the budget must lie in 1..{n} (the number of tasks), got {budget!r}")
+    source, affinity = _selection_source(affinity_path, settings, pairs)
+    settings.check_budget(len(affinity.tasks))
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"{run_dir}: not a directory")
     if certify is not None and (pairs is not None or not certify > 0):
@@ -135,29 +146,74 @@ def group_stage(
             "--certify takes a positive number of seconds and applies to an affinity matrix, "
             f"not a pair table; got {certify!r}{' with --pairs' if pairs is not None else ''}"
         )
-    run_identity(run_dir)  # a corrupt manifest fails here, before anything is written
-    options = {
-        "method": method,
-        "partition": partition,
-        "singleton_score": singleton_score,
-        "time_limit": time_limit,
-    }
+    read_manifest(run_dir)  # a corrupt manifest fails here, before anything is written
     started = time.perf_counter()
-    if sweep:
-        curve = sweep_budgets(source, **options)
-        chosen = curve[budget - 1]
-    else:
-        curve = []
-        chosen = select_groups(source, budget, **options)
+    chosen, curve = _select(source, settings)
     if certify is not None:
         chosen = certify_grouping(source, chosen, time_limit=certify, on_round=on_certificate_round)
     seconds = time.perf_counter() - started
-    figures = {"groups_graph.png": plots.grouping_graph(affinity, chosen)}
-    if sweep:
-        figures["score_vs_budget.png"] = plots.score_vs_budget(curve, chosen=budget)
     inputs = {"affinity": str(affinity_path)} if pairs is None else {"pairs": str(pairs)}
-    record = chosen.to_dict() | inputs | {"normalize": normalize}
-    if sweep:
+    outputs = _write_grouping(run_dir, affinity, chosen, curve, inputs, settings)
+    record_stage(
+        run_dir,
+        "group",
+        {
+            **inputs,
+            **settings.to_dict(),
+            "method_used": chosen.method,
+            "score": chosen.score,
+            "bound": chosen.bound,
+            "optimal": chosen.optimal,
+            "seconds": round(seconds, 3),
+            "outputs": outputs,
+        },
+    )
+    return chosen, curve
+
+
+def _selection_source(affinity_path: Path | None, settings: GroupSettings, pairs: Path | None):
+    """What the groups are selected from (an affinity matrix or a pair table) and the matrix
+    the graph shows."""
+    if (settings.method == "hoa") != (pairs is not None):
+        raise ValueError("method 'hoa' selects from a pair table (--pairs FILE), and only it")
+    if pairs is not None:
+        if settings.normalize is not None:
+            raise ValueError("normalize applies to an affinity matrix, not to a pair table")
+        table = PairTable.load(pairs)
+        return table, table.affinity()
+    affinity = AffinityMatrix.load(affinity_path)
+    if settings.normalize == "source":
+        affinity = affinity.relative()
+    return affinity, affinity
+
+
+def _select(source, settings: GroupSettings) -> tuple[Grouping, list[Grouping]]:
+    options = {
+        "method": settings.method,
+        "partition": settings.partition,
+        "singleton_score": settings.singleton_score,
+        "time_limit": settings.time_limit,
+    }
+    if not settings.sweep:
+        return select_groups(source, settings.budget, **options), []
+    curve = sweep_budgets(source, **options)
+    return curve[settings.budget - 1], curve
+
+
+def _write_grouping(
+    run_dir: Path,
+    affinity: AffinityMatrix,
+    chosen: Grouping,
+    curve: list[Grouping],
+    inputs: dict[str, str],
+    settings: GroupSettings,
+) -> list[str]:
+    """Write ``groups.json`` and the plots; returns the names written."""
+    figures = {GROUPS_GRAPH: plots.grouping_graph(affinity, chosen)}
+    if curve:
+        figures[SCORE_VS_BUDGET] = plots.score_vs_budget(curve, chosen=settings.budget)
+    record = chosen.to_dict() | inputs | {"normalize": settings.normalize}
+    if curve:
         record["sweep"] = [
             {
                 "budget": g.budget,
@@ -173,37 +229,18 @@ def group_stage(
     write_json(run_dir / GROUPS, record)
     for name, png in figures.items():
         write_atomic(run_dir / name, png)
-    record_stage(
-        run_dir,
-        "group",
-        {
-            **inputs,
-            "budget": budget,
-            **options,
-            "sweep": sweep,
-            "normalize": normalize,
-            "method_used": chosen.method,
-            "score": chosen.score,
-            "bound": chosen.bound,
-            "optimal": chosen.optimal,
-            "seconds": round(seconds, 3),
-            "outputs": [GROUPS, *figures],
-        },
-    )
-    return chosen, curve
+    return [GROUPS, *figures]
 
 
-def run_recipe(run_dir: Path, recipe: Recipe | None) -> Recipe:
+def recorded_recipe(run_dir: Path, recipe: Recipe | None) -> Recipe:
     """The recipe of a run: ``recipe`` when given (the stages refuse a directory that holds
     another benchmark's run), else the one the directory's manifest recorded last."""
     if recipe is not None:
         return recipe
-    path = run_dir / MANIFEST
-    manifest = read_json(path) if path.exists() else {}
-    stages = manifest.get("stages", {}) if isinstance(manifest, dict) else {}
     for stage in ("train", "affinity"):
-        if "recipe" in stages.get(stage, {}):
-            return Recipe.from_dict(stages[stage]["recipe"], f"{path} ({stage} stage)")
+        record = stage_record(run_dir, stage)
+        if record is not None and "recipe" in record:
+            return Recipe.from_dict(record["recipe"], f"{run_dir} manifest ({stage} stage)")
     raise ValueError(
         f"{run_dir} records no recipe (no manifest.json from `taskgroup affinity` or "
         f"`taskgroup run`); pass the recipe with --recipe"
@@ -212,44 +249,33 @@ def run_recipe(run_dir: Path, recipe: Recipe | None) -> Recipe:
 
 def train_stage(
     run_dir: Path,
-    spec: Recipe,
-    groups: list[tuple[str, ...]],
-    settings: Mapping[str, Any],
+    recipe: Recipe,
+    groups: Sequence[Sequence[str]],
     *,
+    bench: Benchmark | None = None,
     progress: bool = False,
     device: str | None = None,
 ) -> GroupResults:
-    """Train every group and the baselines (``settings``: the recipe's ``[train]`` table with
-    overrides); write ``results.json``. Finished trainings in ``run_dir`` are not repeated."""
-    from taskgroup.report import plots
-
-    bench = spec.load_benchmark()
-    claim_run_dir(run_dir, spec.identity() | {"tasks": bench.tasks.names})
+    """Train every group and the baselines with ``recipe.train``; write ``results.json``.
+    Finished trainings in ``run_dir`` are not repeated."""
+    bench = bench or recipe.load_benchmark()
     groups = check_groups(groups, bench.tasks.names)
-    options = dict(settings)
-    aggregator = options.pop("aggregator", "mean")
+    claim_run_dir(run_dir, _identity(recipe, bench))
     started = time.perf_counter()
     results = train_groups(
-        bench,
-        groups,
-        aggregator,
-        seed=spec.seed,
-        out=run_dir,
-        progress=progress,
-        device=device,
-        **options,
+        bench, groups, settings=recipe.train, out=run_dir, progress=progress, device=device
     )
     seconds = time.perf_counter() - started
     figures = {}
     if results.single is not None:
-        figures["results.png"] = plots.task_results(results)
+        figures[RESULTS_PLOT] = plots.task_results(results)
         for name, png in figures.items():
             write_atomic(run_dir / name, png)
     record_stage(
         run_dir,
         "train",
         {
-            "recipe": spec.to_dict(),
+            "recipe": recipe.to_dict(),
             "groups": [list(g) for g in groups],
             "settings": results.settings,
             "seconds": round(seconds, 3),
@@ -261,11 +287,61 @@ def train_stage(
 
 def report_stage(run_dir: Path) -> Path:
     """Write ``report.html`` from what the run directory holds."""
-    from taskgroup.report.html import render_report
-
     if not run_dir.is_dir():
         raise ValueError(f"{run_dir}: no such run directory")
-    page = render_report(run_dir)
-    path = write_atomic(run_dir / REPORT, page)
+    path = write_atomic(run_dir / REPORT, render_report(run_dir))
     record_stage(run_dir, "report", {"outputs": [REPORT]})
     return path
+
+
+def _identity(recipe: Recipe, bench: Benchmark) -> dict[str, Any]:
+    return recipe.identity() | {"tasks": bench.tasks.names}
+
+
+def check_run(recipe: Recipe, run_dir: Path, device: str | None) -> Benchmark:
+    """Everything :func:`run` can check before it writes: the device, the benchmark and its
+    tasks, the budget against them, and that ``run_dir`` holds no other run. Returns the
+    benchmark."""
+    resolve_device(device)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: not a directory")
+    bench = recipe.load_benchmark()
+    try:
+        recipe.group.check_budget(len(bench.tasks.names))
+    except SettingError as e:
+        raise e.named(f"{recipe.source}: [group] {e.key}") from None
+    check_identity(run_dir, _identity(recipe, bench))
+    return bench
+
+
+def run(
+    recipe: Recipe,
+    run_dir: Path,
+    *,
+    progress: bool = False,
+    device: str | None = None,
+    on_stage: OnStage | None = None,
+) -> Path:
+    """The whole pipeline in ``run_dir``: affinity (reused when the directory holds one made with
+    the same settings), groups, training (finished networks are not retrained), report.
+    ``on_stage(name, result)`` hears of each stage as it ends (``"affinity"``: the matrix,
+    ``"affinity reused"``: the matrix, ``"group"``: ``(grouping, sweep)``, ``"train"``: the
+    results, ``"report"``: the page's path). Returns the path of ``report.html``."""
+    bench = check_run(recipe, run_dir, device)
+    tell = on_stage or (lambda stage, result: None)
+    if affinity_finished(run_dir, recipe):
+        tell("affinity reused", AffinityMatrix.load(run_dir / AFFINITY))
+    else:
+        tell(
+            "affinity",
+            affinity_stage(recipe, run_dir, bench=bench, progress=progress, device=device),
+        )
+    chosen, curve = group_stage(run_dir / AFFINITY, run_dir, recipe.group)
+    tell("group", (chosen, curve))
+    results = train_stage(
+        run_dir, recipe, chosen.groups, bench=bench, progress=progress, device=device
+    )
+    tell("train", results)
+    page = report_stage(run_dir)
+    tell("report", page)
+    return page

@@ -55,8 +55,8 @@ def test_default_recipe_with_task_subset(tmp_path, capsys):
     "args, message",
     [
         (["--tasks", "g0_t0,nope"], "unknown task(s) 'nope'"),
-        (["--every", "0"], "--every must be >= 1"),
-        (["--steps", "-1"], "--steps must be >= 1"),
+        (["--every", "0"], "--every must be a positive integer or unset, got 0"),
+        (["--steps", "-1"], "--steps must be a positive integer or unset, got -1"),
         (["--lookahead", "adam"], "--lookahead must be one of"),
         (["--benchmark", "imagenet"], "unknown benchmark 'imagenet'"),
     ],
@@ -77,7 +77,10 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, messag
         ('[benchmark]\nname = "planted"\n[affinity]\nstep = 3\n', "unknown key(s) ['step']"),
         ('[benchmark]\nname = "planted"\ncolour = 1\n', "no option(s) ['colour']"),
         ('[benchmark]\nname = "nope"\n', "unknown benchmark 'nope'"),
-        ('seed = "x"\n[benchmark]\nname = "planted"\n', "seed must be an integer"),
+        (
+            'seed = "x"\n[benchmark]\nname = "planted"\n',
+            "seed must be a non-negative integer, got 'x'",
+        ),
         ("[benchmark]\n", "needs name"),
         ('[benchmark]\nname = "planted"\n[grouping]\n', "unknown table"),
     ],
@@ -103,7 +106,9 @@ def test_console_script_has_no_traceback(tmp_path):
     assert ok.returncode == 0, ok.stderr
     bad = subprocess.run([*run, "--every", "0"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert bad.stderr.strip() == "taskgroup: error: --every must be >= 1, got 0"
+    assert (
+        bad.stderr.strip() == "taskgroup: error: --every must be a positive integer or unset, got 0"
+    )
 
 
 def test_threads_option(tmp_path, capsys):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from taskgroup.affinity.matrix import AffinityMatrix
-from taskgroup.cli import main
-from taskgroup.distributed import LaunchError, _run_cli, launch
+from taskgroup.cli import main, run_on_rank
+from taskgroup.distributed import LaunchError, launch
 
 ARGS = ["affinity", "planted", "--steps", "6", "--every", "3", "--no-progress"]
 
@@ -31,7 +31,7 @@ def _die_on_rank_1(argv: list[str]) -> int:
             return original(self, *args, **kwargs)
 
         AffinityTracker.step = step
-    return _run_cli(argv)
+    return run_on_rank(argv)
 
 
 def test_nproc_2_equals_one_process(tmp_path, capfd):

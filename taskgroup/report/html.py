@@ -17,10 +17,10 @@ from typing import Any
 
 from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.grouping import Grouping
-from taskgroup.manifest import MANIFEST
 from taskgroup.report import plots
+from taskgroup.rundir import AFFINITY, GROUPS, RESULTS, run_identity
 from taskgroup.storage import read_json
-from taskgroup.training.groups import RESULTS, GroupResults
+from taskgroup.training.groups import GroupResults
 from taskgroup.training.metrics import LOSS
 
 SECTIONS = ("affinity", "training", "groups", "results", "cost")
@@ -197,19 +197,14 @@ def render_report(run_dir: str | Path) -> str:
     """The HTML page of ``run_dir`` from its affinity.json, groups.json, results.json and
     manifest.json (whichever exist)."""
     run_dir = Path(run_dir)
-    affinity = (
-        AffinityMatrix.load(run_dir / "affinity.json")
-        if (run_dir / "affinity.json").exists()
-        else None
-    )
+    affinity = AffinityMatrix.load(run_dir / AFFINITY) if (run_dir / AFFINITY).exists() else None
     grouping, sweep = None, None
-    if (run_dir / "groups.json").exists():
-        record = read_json(run_dir / "groups.json")
-        grouping = Grouping.from_dict(record, source=str(run_dir / "groups.json"))
+    if (run_dir / GROUPS).exists():
+        record = read_json(run_dir / GROUPS)
+        grouping = Grouping.from_dict(record, source=str(run_dir / GROUPS))
         sweep = record.get("sweep")
     results = GroupResults.load(run_dir / RESULTS) if (run_dir / RESULTS).exists() else None
-    manifest = read_json(run_dir / MANIFEST) if (run_dir / MANIFEST).exists() else {}
-    run = manifest.get("run") if isinstance(manifest, dict) else None
+    run = run_identity(run_dir)
     title = f"taskgroup report: {run['benchmark']}" if run else "taskgroup report"
     intro = ""
     if run:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -15,8 +16,16 @@ from taskgroup.affinity.lookahead import LossFns, check_finite, stack_task_losse
 from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.affinity.tracker import AffinityTracker
 from taskgroup.data import get as get_benchmark
-from taskgroup.data.benchmark import Batch, Benchmark, make_optimizer, resolve_device, to_device
+from taskgroup.data.benchmark import (
+    Batch,
+    Benchmark,
+    TrainingDefaults,
+    make_optimizer,
+    resolve_device,
+    to_device,
+)
 from taskgroup.models import SharedSpec
+from taskgroup.settings import AffinitySettings
 
 
 def cotrain(
@@ -60,11 +69,12 @@ def cotrain(
 
 def measure_affinity(
     source: Benchmark | str | nn.Module,
+    settings: AffinitySettings | None = None,
     *,
     tasks: list[str] | None = None,
     steps: int | None = None,
     every: int | None = None,
-    lookahead: str = "optimizer",
+    lookahead: str | None = None,
     optimizer: torch.optim.Optimizer | str | None = None,
     lr: float | None = None,
     batch_size: int | None = None,
@@ -81,11 +91,14 @@ def measure_affinity(
 
     Args:
         source: a :class:`Benchmark`, a registered benchmark name, or a multi-task ``nn.Module``
-            (then ``batches``, ``losses`` and an ``optimizer`` instance are required).
+            (then ``batches``, ``losses``, ``steps`` and an ``optimizer`` instance are required).
+        settings: the run's :class:`~taskgroup.settings.AffinitySettings` (default: its
+            defaults); ``steps``, ``every``, ``lookahead``, an optimizer name, ``lr`` and
+            ``batch_size`` given here override it. Unset schedule fields take the benchmark's
+            training defaults. ``lookahead``: ``"optimizer"`` (the run's own optimizer step, the
+            default), ``"sgd"``, ``"first_order"`` or ``"cosine"``; see
+            :func:`lookahead_affinity`.
         tasks: benchmark tasks to co-train (default: all of the benchmark's).
-        steps, every, batch_size, lr: default to the benchmark's training defaults.
-        lookahead: ``"optimizer"`` (the run's own optimizer step, default), ``"sgd"`` or
-            ``"first_order"``; see :func:`lookahead_affinity`.
         optimizer: an optimizer name (``adam``, ``adamw``, ``sgd``) for a benchmark, or an
             optimizer instance for a module.
         seed: fixes the model initialisation and batch order (the caller's RNG is untouched).
@@ -97,74 +110,115 @@ def measure_affinity(
             a given ``nn.Module`` stays where it is).
         on_step: ``on_step(step, losses)`` receives the detached ``[n]`` task losses of every
             training step (e.g. to log them).
+        **lookahead_options: passed to :class:`AffinityTracker` (``vectorize``, ...).
 
     Returns an :class:`AffinityMatrix` (row = source task) with per-step traces and metadata.
     """
+    given = {"steps": steps, "every": every, "lookahead": lookahead, "lr": lr}
+    given |= {
+        "batch_size": batch_size,
+        "optimizer": optimizer if isinstance(optimizer, str) else None,
+    }
+    settings = dataclasses.replace(
+        settings or AffinitySettings(), **{k: v for k, v in given.items() if v is not None}
+    )
     if isinstance(source, str):
         source = get_benchmark(source, seed=seed)
     if isinstance(source, Benchmark):
-        bench = source.select(tasks)
-        d = bench.defaults
-        steps = d.steps if steps is None else steps
-        every = d.every if every is None else every
-        batch_size = batch_size or d.batch_size
-        lr = d.lr if lr is None else lr
-        opt_name = optimizer if isinstance(optimizer, str) else d.optimizer
-        device = resolve_device(device)
-        model = bench.make_model(seed=seed).to(device)
-        opt = make_optimizer(model.parameters(), opt_name, lr, d.weight_decay)
-        data = (
-            to_device(batch, device)
-            for batch in distributed.sharded(bench.train.batches(batch_size, seed=seed))
-        )
-        losses = bench.tasks.losses()
-        config = {
-            "benchmark": bench.name,
-            "optimizer": opt_name,
-            "lr": lr,
-            "batch_size": batch_size,
-        }
+        run = _benchmark_run(source.select(tasks), settings, seed, device)
     elif isinstance(source, nn.Module):
-        if batches is None or losses is None or not isinstance(optimizer, torch.optim.Optimizer):
-            raise ValueError(
-                "measure_affinity(model) needs batches=, losses= and an optimizer= instance"
-            )
-        if steps is None:
-            raise ValueError("measure_affinity(model) needs steps=")
-        model, opt, data = source, optimizer, iter(batches)
-        every = 10 if every is None else every
-        config = {"optimizer": type(opt).__name__}
+        run = _module_run(source, settings, batches, losses, optimizer)
     else:
         raise TypeError(
             f"source must be a Benchmark, a benchmark name or an nn.Module, "
             f"got {type(source).__name__}"
         )
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    settings = run.settings
     tracker = AffinityTracker(
-        model,
-        losses,
+        run.model,
+        run.losses,
         shared=shared,
-        optimizer=opt,  # sgd / first_order read their step size from it when lr is None
-        lr=None if lookahead == "optimizer" else lr,
-        lookahead=lookahead,
-        every=every,
+        optimizer=run.optimizer,  # sgd / first_order read their step size from it when lr is None
+        lr=None if settings.lookahead == "optimizer" else settings.lr,
+        lookahead=settings.lookahead,
+        every=settings.every,
         **lookahead_options,
     )
-    # Under torch.distributed the update goes through DDP (gradients averaged over the shards);
-    # the tracker reads the plain module and averages the lookahead across ranks itself.
-    trained = model
-    if distributed.active():
-        on_gpu = next(model.parameters()).is_cuda
-        trained = nn.parallel.DistributedDataParallel(
-            model, device_ids=[next(model.parameters()).device] if on_gpu else None
-        )
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         cotrain(
-            trained, data, losses, opt, steps, tracker=tracker, progress=progress, on_step=on_step
+            _distributed(run.model),
+            run.batches,
+            run.losses,
+            run.optimizer,
+            settings.steps,
+            tracker=tracker,
+            progress=progress,
+            on_step=on_step,
         )
     return tracker.result(
-        steps_trained=steps, seed=seed, seconds=round(time.perf_counter() - started, 3), **config
+        steps_trained=settings.steps,
+        seed=seed,
+        seconds=round(time.perf_counter() - started, 3),
+        **run.config,
+    )
+
+
+@dataclasses.dataclass
+class _CotrainingRun:
+    """What a co-training run trains: the model, its optimizer, batches and loss functions,
+    the settings resolved for it, and what the matrix's metadata records of it."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    batches: Iterator[Batch]
+    losses: LossFns
+    settings: AffinitySettings
+    config: dict[str, Any]
+
+
+def _benchmark_run(
+    bench: Benchmark, settings: AffinitySettings, seed: int, device
+) -> _CotrainingRun:
+    settings = settings.resolve(bench.defaults)
+    device = resolve_device(device)
+    model = bench.make_model(seed=seed).to(device)
+    optimizer = make_optimizer(
+        model.parameters(), settings.optimizer, settings.lr, bench.defaults.weight_decay
+    )
+    batches = (
+        to_device(batch, device)
+        for batch in distributed.sharded(bench.train.batches(settings.batch_size, seed=seed))
+    )
+    config = {
+        "benchmark": bench.name,
+        "optimizer": settings.optimizer,
+        "lr": settings.lr,
+        "batch_size": settings.batch_size,
+    }
+    return _CotrainingRun(model, optimizer, batches, bench.tasks.losses(), settings, config)
+
+
+def _module_run(model: nn.Module, settings: AffinitySettings, batches, losses, optimizer):
+    if batches is None or losses is None or not isinstance(optimizer, torch.optim.Optimizer):
+        raise ValueError(
+            "measure_affinity(model) needs batches=, losses= and an optimizer= instance"
+        )
+    if settings.steps is None:
+        raise ValueError("measure_affinity(model) needs steps=")
+    if settings.every is None:
+        settings = dataclasses.replace(settings, every=TrainingDefaults().every)
+    config = {"optimizer": type(optimizer).__name__}
+    return _CotrainingRun(model, optimizer, iter(batches), losses, settings, config)
+
+
+def _distributed(model: nn.Module) -> nn.Module:
+    """``model`` wrapped in DDP under torch.distributed (gradients averaged over the shards),
+    else itself; the tracker reads the plain module and averages the lookahead itself."""
+    if not distributed.active():
+        return model
+    on_gpu = next(model.parameters()).is_cuda
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=[next(model.parameters()).device] if on_gpu else None
     )

@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from taskgroup.distributed import is_writer
-
-LOG = "log.jsonl"
-TENSORBOARD = "tensorboard"
+from taskgroup.rundir import LOG, TENSORBOARD
 
 
 def _finite(value: float) -> float | None:

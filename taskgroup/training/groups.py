@@ -9,6 +9,7 @@ resumable: each has its own folder under ``OUT/train/`` (see :mod:`taskgroup.tra
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
@@ -23,11 +24,12 @@ from tqdm.auto import tqdm
 from taskgroup import distributed
 from taskgroup.data.benchmark import Benchmark
 from taskgroup.grouping.objective import Grouping
+from taskgroup.rundir import RESULTS, network_dir
+from taskgroup.settings import TrainSettings
 from taskgroup.storage import read_json, write_json
 from taskgroup.training.metrics import LOSS, delta_m, higher_is_better
-from taskgroup.training.trainer import GroupResult, TrainSettings, group_key, train_group
+from taskgroup.training.trainer import GroupResult, group_key, train_group
 
-RESULTS = "results.json"
 FORMAT = "taskgroup.results"
 SINGLE_TASK_AGGREGATOR = "mean"
 
@@ -224,8 +226,9 @@ def check_groups(groups: Sequence[Sequence[str]], tasks: Sequence[str]) -> list[
 def train_groups(
     benchmark: Benchmark,
     grouping: Grouping | Sequence[Sequence[str]],
-    aggregator: str = "mean",
+    aggregator: str | None = None,
     *,
+    settings: TrainSettings | None = None,
     options: Mapping[str, Any] | None = None,
     steps: int | None = None,
     lr: float | None = None,
@@ -233,9 +236,9 @@ def train_groups(
     batch_size: int | None = None,
     eval_every: int | None = None,
     patience: int | None = None,
-    seed: int = 0,
-    baselines: bool = True,
-    workers: int = 1,
+    seed: int | None = None,
+    baselines: bool | None = None,
+    workers: int | None = None,
     out: str | os.PathLike | None = None,
     progress: bool = False,
     device: torch.device | str | None = None,
@@ -246,11 +249,14 @@ def train_groups(
     Args:
         benchmark: the benchmark whose tasks the grouping covers (every task, exactly).
         grouping: a :class:`~taskgroup.Grouping` or a list of groups of task names.
+        settings: how every network trains (:class:`~taskgroup.settings.TrainSettings`,
+            default: its defaults); the keywords below given here override it. Unset schedule
+            fields take the benchmark's training defaults.
         aggregator, options: how each group trains (``taskgroup aggregators``); single-task
             baselines train plainly (``mean``), all-together uses ``aggregator``.
-        steps, lr, optimizer, batch_size: default to the benchmark's training defaults.
-        eval_every, patience: validation schedule and early stopping (see ``TrainSettings``).
+        steps, lr, optimizer, batch_size, eval_every, patience: the schedule and early stopping.
         seed: the seed of every network (initialisation, batches, training randomness).
+        baselines: also train every task alone and all tasks together.
         workers: trainings run in this many processes (``spawn``); the benchmark must pickle.
         out: run directory: checkpoints and results of each training under ``out/train/``, the
             event log ``out/log.jsonl`` and ``out/tensorboard/``, and ``out/results.json``.
@@ -260,17 +266,9 @@ def train_groups(
 
     Returns :class:`GroupResults`; ``results.delta_m()`` is the Δm of the grouped solution.
     """
-    groups = grouping.groups if isinstance(grouping, Grouping) else grouping
-    groups = check_groups(groups, benchmark.tasks.names)
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    if workers > 1 and distributed.active():
-        raise ValueError(
-            "workers > 1 cannot be combined with a distributed run (--nproc): every rank "
-            "trains the same network in step; run independent groups as separate jobs instead"
-        )
-    common = {
-        "options": dict(options or {}),
+    given = {
+        "aggregator": aggregator,
+        "options": options,
         "steps": steps,
         "lr": lr,
         "optimizer": optimizer,
@@ -278,43 +276,72 @@ def train_groups(
         "eval_every": eval_every,
         "patience": patience,
         "seed": seed,
+        "baselines": baselines,
+        "workers": workers,
     }
-    settings = TrainSettings.for_benchmark(benchmark, aggregator=aggregator, **common)
-    single_settings = TrainSettings.for_benchmark(
-        benchmark, aggregator=SINGLE_TASK_AGGREGATOR, **(common | {"options": {}})
+    settings = dataclasses.replace(
+        settings or TrainSettings(), **{k: v for k, v in given.items() if v is not None}
+    ).resolve(benchmark.defaults)
+    groups = check_groups(
+        grouping.groups if isinstance(grouping, Grouping) else grouping, benchmark.tasks.names
     )
-    jobs: dict[str, tuple[tuple[str, ...], TrainSettings]] = {}
-    for g in groups:
-        jobs[group_key(g, aggregator)] = (g, settings)
-    if baselines:
-        for t in benchmark.tasks.names:
-            jobs.setdefault(group_key((t,), SINGLE_TASK_AGGREGATOR), ((t,), single_settings))
-        everything = tuple(benchmark.tasks.names)
-        jobs.setdefault(group_key(everything, aggregator), (everything, settings))
-
+    if settings.workers > 1 and distributed.active():
+        raise ValueError(
+            "workers > 1 cannot be combined with a distributed run (--nproc): every rank "
+            "trains the same network in step; run independent groups as separate jobs instead"
+        )
+    jobs = _jobs(benchmark.tasks.names, groups, settings)
     run_dir = None if out is None else Path(out)
-    done = train_networks(benchmark, jobs, run_dir, workers, progress, device)
-
-    trained = [done[group_key(g, aggregator)] for g in groups]
-    serves = {}
-    for t in benchmark.tasks.names:
-        holders = [i for i, r in enumerate(trained) if t in r.tasks]
-        serves[t] = min(holders, key=lambda i: (trained[i].val[t][LOSS], i))
-    results = GroupResults(
-        tasks=benchmark.tasks.names,
-        aggregator=aggregator,
-        groups=trained,
-        serves=serves,
-        single=None
-        if not baselines
-        else {t: done[group_key((t,), SINGLE_TASK_AGGREGATOR)] for t in benchmark.tasks.names},
-        together=None if not baselines else done[group_key(everything, aggregator)],
-        directions=higher_is_better(benchmark.tasks),
-        settings=settings.to_dict() | {"single_task_aggregator": SINGLE_TASK_AGGREGATOR},
-    )
+    done = train_networks(benchmark, jobs, run_dir, settings.workers, progress, device)
+    results = _gather(benchmark, groups, settings, done)
     if run_dir is not None:
         results.save(run_dir / RESULTS)
     return results
+
+
+def _jobs(
+    tasks: list[str], groups: list[tuple[str, ...]], settings: TrainSettings
+) -> dict[str, tuple[tuple[str, ...], TrainSettings]]:
+    """Every network to train, by key: the groups, then (with baselines) each task alone
+    (plain ``mean``) and all tasks together; a network that is both is trained once."""
+    jobs = {group_key(g, settings.aggregator): (g, settings) for g in groups}
+    if settings.baselines:
+        single = dataclasses.replace(settings, aggregator=SINGLE_TASK_AGGREGATOR, options={})
+        for t in tasks:
+            jobs.setdefault(group_key((t,), SINGLE_TASK_AGGREGATOR), ((t,), single))
+        everything = tuple(tasks)
+        jobs.setdefault(group_key(everything, settings.aggregator), (everything, settings))
+    return jobs
+
+
+def _gather(
+    benchmark: Benchmark,
+    groups: list[tuple[str, ...]],
+    settings: TrainSettings,
+    done: Mapping[str, GroupResult],
+) -> GroupResults:
+    """The grouped run's results from its trained networks: each task served by the group
+    with the lowest validation loss on it (ties to the first group)."""
+    tasks, aggregator = benchmark.tasks.names, settings.aggregator
+    trained = [done[group_key(g, aggregator)] for g in groups]
+    serves = {}
+    for t in tasks:
+        holders = [i for i, r in enumerate(trained) if t in r.tasks]
+        serves[t] = min(holders, key=lambda i: (trained[i].val[t][LOSS], i))
+    single = together = None
+    if settings.baselines:
+        single = {t: done[group_key((t,), SINGLE_TASK_AGGREGATOR)] for t in tasks}
+        together = done[group_key(tuple(tasks), aggregator)]
+    return GroupResults(
+        tasks=tasks,
+        aggregator=aggregator,
+        groups=trained,
+        serves=serves,
+        single=single,
+        together=together,
+        directions=higher_is_better(benchmark.tasks),
+        settings=settings.network() | {"single_task_aggregator": SINGLE_TASK_AGGREGATOR},
+    )
 
 
 def _train_job(
@@ -329,7 +356,7 @@ def _train_job(
     if threads is not None:
         torch.set_num_threads(threads)
     key = group_key(tasks, settings.aggregator)
-    directory = None if run_dir is None else run_dir / "train" / key
+    directory = None if run_dir is None else network_dir(run_dir, key)
     return train_group(
         benchmark,
         tasks,

@@ -15,6 +15,7 @@ from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.cli import main
 from taskgroup.pipeline import group_stage
 from taskgroup.report.html import SECTIONS, render_report
+from taskgroup.settings import GroupSettings
 from tests.recipes import tiny
 
 TINY = tiny(seed=0)
@@ -54,7 +55,7 @@ def test_task_names_and_user_strings_are_escaped(tmp_path):
     names = ["<script>alert(1)</script>", 'a"b', "c&d"]
     values = np.array([[0.0, 0.2, 0.1], [0.1, 0.0, 0.2], [0.3, 0.1, 0.0]])
     AffinityMatrix(values, names).save(tmp_path / "affinity.json")
-    group_stage(tmp_path / "affinity.json", tmp_path, budget=1)
+    group_stage(tmp_path / "affinity.json", tmp_path, GroupSettings(budget=1))
     page = render_report(tmp_path)
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page

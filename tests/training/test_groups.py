@@ -100,7 +100,7 @@ def test_bad_groupings_are_named(bench, tmp_path):
         check_groups([("g0_t0", "g0_t0"), tuple(names)], names)
     with pytest.raises(ValueError, match="workers"):
         train_groups(bench, [tuple(names)], workers=0)
-    with pytest.raises(ValueError, match="unknown aggregator"):
+    with pytest.raises(ValueError, match="aggregator must be one of mean, "):
         train_groups(bench, [tuple(names)], "nope")
     path = tmp_path / "groups.json"
     path.write_text('{"groups": [["a"], []]}')

@@ -1,0 +1,121 @@
+"""The run directory: every file name of a run, and ``manifest.json``, what produced it.
+
+A run directory holds one benchmark's run: ``manifest.json`` (the run's identity and, per stage,
+its settings, versions and timings), ``affinity.json``, ``groups.json``, ``results.json``, the
+plots, ``report.html``, the event log and one folder per trained network under ``train/``. This
+module is the only place their names are written; every stage and the report read them here.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from taskgroup._version import __version__
+from taskgroup.storage import read_json, write_json
+
+MANIFEST = "manifest.json"
+AFFINITY = "affinity.json"
+GROUPS = "groups.json"
+RESULTS = "results.json"
+PAIRS = "pairs.json"
+REPORT = "report.html"
+LOG = "log.jsonl"
+TENSORBOARD = "tensorboard"
+TRAIN = "train"  # one folder per trained network: TRAIN/<group_key>/
+# inside a network's folder
+CHECKPOINT = "checkpoint.pt"
+RESULT = "result.json"
+WEIGHTS = "model.pt"
+# plots
+AFFINITY_HEATMAP = "affinity_heatmap.png"
+AFFINITY_OVER_TRAINING = "affinity_over_training.png"
+GROUPS_GRAPH = "groups_graph.png"
+SCORE_VS_BUDGET = "score_vs_budget.png"
+RESULTS_PLOT = "results.png"
+
+
+def network_dir(run_dir: str | Path, key: str) -> Path:
+    """The folder of one trained network (``key``: the training's ``group_key``)."""
+    return Path(run_dir) / TRAIN / key
+
+
+def versions() -> dict[str, str]:
+    return {
+        "taskgroup": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+    """``run_dir/manifest.json`` (``{}`` when there is none yet); ``ValueError`` when it is not a
+    taskgroup manifest, so that nothing replaces a file it cannot read."""
+    path = Path(run_dir) / MANIFEST
+    if path.exists() and not Path(run_dir).is_dir():
+        raise ValueError(f"{run_dir}: not a directory")
+    manifest = read_json(path) if path.exists() else {}
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: not a taskgroup manifest (expected a JSON object)")
+    return manifest
+
+
+def stage_record(run_dir: str | Path, stage: str) -> dict[str, Any] | None:
+    """What ``stage`` recorded in the manifest when it last finished, or ``None``."""
+    record = read_manifest(run_dir).get("stages", {}).get(stage)
+    return record if isinstance(record, dict) else None
+
+
+def record_stage(run_dir: str | Path, stage: str, record: dict[str, Any]) -> Path:
+    """Add or replace ``stages[stage]`` in ``run_dir/manifest.json`` (atomic)."""
+    manifest = read_manifest(run_dir)
+    manifest.setdefault("stages", {})[stage] = {
+        **record,
+        "argv": sys.argv,
+        "versions": versions(),
+        "finished": now(),
+    }
+    return write_json(Path(run_dir) / MANIFEST, manifest)
+
+
+def check_identity(run_dir: str | Path, identity: dict[str, Any]) -> bool:
+    """Whether ``run_dir`` may hold the run ``identity`` (benchmark, options, tasks, seed):
+    ``True`` when it already does, ``False`` when it holds no run yet; ``ValueError`` (nothing
+    written) when it holds another run's outputs."""
+    recorded = read_manifest(run_dir).get("run")
+    if recorded is None:
+        return False
+    if recorded != identity:
+        changed = sorted(k for k in identity if recorded.get(k) != identity[k])
+        details = "; ".join(f"{k}: {recorded.get(k)!r} there, {identity[k]!r} now" for k in changed)
+        raise ValueError(
+            f"{run_dir} holds a run of another benchmark or task set ({details}); "
+            f"choose another --out"
+        )
+    return True
+
+
+def claim_run_dir(run_dir: str | Path, identity: dict[str, Any]) -> None:
+    """Record in ``run_dir/manifest.json`` which run its outputs belong to, or refuse a
+    directory that holds another run's (see :func:`check_identity`)."""
+    if not check_identity(run_dir, identity):
+        manifest = read_manifest(run_dir)
+        manifest["run"] = identity
+        write_json(Path(run_dir) / MANIFEST, manifest)
+
+
+def run_identity(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run identity recorded by :func:`claim_run_dir`, or ``None``."""
+    return read_manifest(run_dir).get("run")
