@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 
 from taskgroup.recipes import Recipe, load_recipe
@@ -82,6 +81,7 @@ def _group_settings(**given: Any) -> GroupSettings:
 
 @app.command()
 def affinity(
+    ctx: typer.Context,
     recipe: Annotated[
         str | None, typer.Argument(help="recipe file or name in recipes/ (default multidigits)")
     ] = None,
@@ -105,7 +105,7 @@ def affinity(
     from taskgroup.pipeline import affinity_stage
     from taskgroup.report import tables
 
-    if _launched(nproc):
+    if _launched(ctx, nproc):
         return
     resolve_device(device)
     spec = load_recipe(recipe).override(
@@ -226,6 +226,7 @@ def _print_grouping(chosen, curve) -> None:
 
 @app.command()
 def train(
+    ctx: typer.Context,
     run_dir: Annotated[Path, typer.Argument(help="run directory (with groups.json)")],
     aggregator: Annotated[str | None, typer.Option(help=TrainSettings.help("aggregator"))] = None,
     groups: Annotated[
@@ -252,7 +253,7 @@ def train(
     from taskgroup.rundir import GROUPS
     from taskgroup.training.groups import read_groups
 
-    if _launched(nproc):
+    if _launched(ctx, nproc):
         return
     resolve_device(device)
     spec = recorded_recipe(run_dir, None if recipe is None else load_recipe(recipe))
@@ -272,6 +273,7 @@ def train(
 
 @app.command()
 def run(
+    ctx: typer.Context,
     recipe: Annotated[
         str | None, typer.Argument(help="recipe file or name in recipes/ (default multidigits)")
     ] = None,
@@ -293,7 +295,7 @@ def run(
     """
     from taskgroup import pipeline
 
-    if _launched(nproc):
+    if _launched(ctx, nproc):
         return
     spec = load_recipe(recipe).override(seed=seed, data_root=data_root)
     spec = _override(spec, "affinity", lookahead=lookahead)
@@ -424,16 +426,17 @@ def run_on_rank(argv: list[str]) -> int:
     return code
 
 
-def _launched(nproc: int | None) -> bool:
-    """With ``--nproc N`` > 1 outside a distributed run: run this same command on N processes
-    (torchrun's launcher) and return True; the caller then has nothing left to do."""
+def _launched(ctx: typer.Context, nproc: int | None) -> bool:
+    """With ``--nproc N`` > 1 outside a distributed run: run this same command line (``ctx.obj``,
+    from :func:`main`) on N processes (torchrun's launcher) and return True; the caller then has
+    nothing left to do."""
     from taskgroup import distributed
 
     _positive("--nproc", nproc)
     if nproc is None or nproc == 1 or distributed.active():
         return False
     argv, skip = [], False
-    for arg in click.get_current_context().obj:
+    for arg in ctx.obj:
         if skip:
             skip = False
         elif arg == "--nproc":
