@@ -24,6 +24,7 @@ Phases can run apart (``--phase train`` on a many-core machine, ``--phase affini
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import sys
@@ -37,9 +38,10 @@ import torch
 from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.grouping import select_groups
 from taskgroup.recipes import load_recipe
+from taskgroup.settings import TrainSettings
 from taskgroup.training.cotrain import measure_affinity
 from taskgroup.training.metrics import LOSS
-from taskgroup.training.trainer import GroupResult, TrainSettings, group_key, train_group
+from taskgroup.training.trainer import GroupResult, group_key, train_group
 
 SIGNALS = ("optimizer", "first_order", "cosine")
 NORMALIZE = (None, "source")  # the mean matrix as measured, or AffinityMatrix.relative()
@@ -53,10 +55,7 @@ def recipe_benchmark(recipe: str, seed: int):
 
 
 def train_settings(spec, bench, seed: int) -> TrainSettings:
-    train = spec.stage("train")
-    train.pop("workers", None)
-    train.pop("baselines", None)
-    return TrainSettings.for_benchmark(bench, seed=seed, **train)
+    return dataclasses.replace(spec.train, seed=seed).resolve(bench.defaults)
 
 
 def subsets(tasks: list[str]) -> list[tuple[str, ...]]:
@@ -90,8 +89,8 @@ def _affinity_one(recipe: str, seed: int, signal: str, out: Path) -> tuple[int, 
     if path.exists():
         return seed, signal, AffinityMatrix.load(path).metadata["seconds"]
     spec, bench = recipe_benchmark(recipe, seed)
-    settings = spec.stage("affinity") | {"lookahead": signal}
-    result = measure_affinity(bench, seed=seed, **settings)
+    settings = dataclasses.replace(spec.affinity, lookahead=signal)
+    result = measure_affinity(bench, settings, seed=seed)
     result.save(path)
     return seed, signal, result.metadata["seconds"]
 

@@ -10,34 +10,37 @@ The public API (see docs/api.md)::
 """
 
 from taskgroup import aggregators, data, grouping
+from taskgroup._version import __version__
 from taskgroup.affinity import AffinityMatrix, AffinityTracker, lookahead_affinity
 from taskgroup.aggregators import MTLStep
 from taskgroup.data import Benchmark
 from taskgroup.gradients import task_gradients
 from taskgroup.grouping import Grouping, select_groups
 from taskgroup.models import MultiTaskModel, shared_parameter_names
+from taskgroup.settings import AffinitySettings, GroupSettings, TrainSettings
 from taskgroup.tasks import Task, TaskSet
 from taskgroup.training.cotrain import measure_affinity
 from taskgroup.training.groups import GroupResults, train_groups
 from taskgroup.training.metrics import delta_m, evaluate
-from taskgroup.training.pairs import pair_results
-from taskgroup.training.trainer import GroupResult, TrainSettings, train_group
+from taskgroup.training.pair_trainings import pair_results
+from taskgroup.training.trainer import GroupResult, train_group
 from taskgroup.training.verified import verified_selection
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AffinityMatrix",
+    "AffinitySettings",
     "AffinityTracker",
     "Benchmark",
     "GroupResult",
     "GroupResults",
+    "GroupSettings",
     "Grouping",
     "MTLStep",
     "MultiTaskModel",
     "Task",
     "TaskSet",
     "TrainSettings",
+    "__version__",
     "aggregators",
     "data",
     "delta_m",

@@ -12,8 +12,8 @@ See docs/grouping.md for the objective, the singleton convention and the solvers
 """
 
 from taskgroup.grouping.certificate import certify
+from taskgroup.grouping.hoa import PairTable
 from taskgroup.grouping.objective import Grouping, score
-from taskgroup.grouping.pairs import PairTable
 from taskgroup.grouping.select import METHODS, select_groups, sweep
 from taskgroup.grouping.shortlist import top_groupings
 

@@ -16,8 +16,10 @@ import math
 import time
 from collections.abc import Sequence
 
-from taskgroup.grouping import exact
+import numpy as np
+
 from taskgroup.grouping.bounds import mask_members
+from taskgroup.grouping.exact import check_size, count_partitions, partitions, served_set_values
 from taskgroup.grouping.objective import (
     Grouping,
     affinity_problem,
@@ -47,33 +49,63 @@ def top_groupings(
     values, names = affinity_problem(Z_or_A, tasks)
     singleton_score = check_singleton_score(singleton_score)
     n = len(names)
+    _check_arguments(n, budget, k, partition)
+    count = count_partitions(n, budget)
+    if count > MAX_PARTITIONS:
+        raise ValueError(
+            f"{n} tasks have {count:,} partitions into at most {budget} groups (more than "
+            f"{MAX_PARTITIONS:,}); pass the candidate groupings yourself"
+        )
+    w = served_set_values(values, partition=partition, singleton_score=singleton_score)
+    # Distinct partitions can give the same groups (a helper makes two served sets one group),
+    # so keep more partitions than k and merge.
+    keep = min(count, 4 * k + 16)
+    ranked = heapq.nlargest(
+        keep,
+        ((float(w[blocks].sum()), -i, blocks) for i, blocks in enumerate(partitions(n, budget))),
+    )
+    out = _distinct_groupings(
+        values,
+        names,
+        [(value, blocks) for value, _, blocks in ranked],
+        k,
+        budget=budget,
+        partition=partition,
+        singleton_score=singleton_score,
+        count=count,
+    )
+    seconds = time.perf_counter() - started
+    for g in out:
+        g.seconds = seconds
+    return out
+
+
+def _check_arguments(n: int, budget, k, partition) -> None:
     if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= n:
         raise ValueError(f"budget must be an integer in 1..{n}, got {budget!r}")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if not isinstance(partition, bool):
         raise ValueError(f"partition must be True or False, got {partition!r}")
-    exact.check_size(n, "top_groupings")
-    count = exact.count_partitions(n, budget)
-    if count > MAX_PARTITIONS:
-        raise ValueError(
-            f"{n} tasks have {count:,} partitions into at most {budget} groups (more than "
-            f"{MAX_PARTITIONS:,}); pass the candidate groupings yourself"
-        )
-    w = exact.served_set_values(values, partition=partition, singleton_score=singleton_score)
-    # Distinct partitions can give the same groups (a helper makes two served sets one group),
-    # so keep more partitions than k and merge.
-    keep = min(count, 4 * k + 16)
-    ranked = heapq.nlargest(
-        keep,
-        (
-            (float(w[blocks].sum()), -i, blocks)
-            for i, blocks in enumerate(exact._partitions(n, budget))
-        ),
-    )
+    check_size(n, "top_groupings")
+
+
+def _distinct_groupings(
+    values: np.ndarray,
+    names: list[str],
+    ranked: list[tuple[float, list[int]]],
+    k: int,
+    *,
+    budget: int,
+    partition: bool,
+    singleton_score: float | None,
+    count: int,
+) -> list[Grouping]:
+    """The first ``k`` distinct groupings made from ``ranked`` (value, served-set masks), best
+    first; a partition of value −inf ends the list."""
     out: list[Grouping] = []
     seen: set[tuple[tuple[str, ...], ...]] = set()
-    for value, _, blocks in ranked:
+    for value, blocks in ranked:
         if not math.isfinite(value):
             break
         groups = [
@@ -103,7 +135,4 @@ def top_groupings(
             break
     if not out:
         raise ValueError("no admissible grouping: every task needs a partner")
-    seconds = time.perf_counter() - started
-    for g in out:
-        g.seconds = seconds
     return out

@@ -10,7 +10,9 @@ without improvement, or after ``steps``.
 With a ``directory``, a weights-only checkpoint is written atomically at every evaluation
 (model, optimizer, aggregator state, RNG state, best so far). Calling :func:`train_group` again
 on the same directory resumes from it and gives the same result as an uninterrupted run; a
-finished group is read back from ``result.json`` without training.
+finished group is read back from ``result.json`` without training. ``until=k`` pauses after step
+k on purpose: the result so far comes back, and a later call continues from the checkpoint (how
+the verified selection trains its rungs).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from taskgroup import distributed
 from taskgroup.aggregators import get as get_aggregator
 from taskgroup.aggregators.step import MTLStep
 from taskgroup.data.benchmark import Benchmark, make_optimizer, resolve_device, to_device
+from taskgroup.settings import TrainSettings
 from taskgroup.storage import read_json, write_json
 from taskgroup.training.checkpoint import (
     load_checkpoint,
@@ -44,61 +47,6 @@ from taskgroup.training.metrics import LOSS, evaluate
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
 WEIGHTS = "model.pt"
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """How every network of a grouped run is trained.
-
-    Args:
-        aggregator: a registered aggregator or loss weighting (``taskgroup aggregators``).
-        options: its options (e.g. ``{"c": 0.4}`` for ``cagrad``).
-        optimizer, lr, weight_decay, batch_size: the optimizer and mini-batches.
-        steps: the most training steps.
-        eval_every: steps between validation evaluations (and checkpoints).
-        patience: stop after this many evaluations without improvement (``None``: never).
-        seed: fixes each network's initialisation, batch order and any randomness in training.
-        log_every: steps between logged training losses and weights.
-    """
-
-    aggregator: str = "mean"
-    options: Mapping[str, Any] = field(default_factory=dict)
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 128
-    steps: int = 1000
-    eval_every: int = 50
-    patience: int | None = None
-    seed: int = 0
-    log_every: int = 10
-
-    def __post_init__(self) -> None:
-        get_aggregator(self.aggregator, **self.options)  # unknown names/options fail here
-        for name in ("batch_size", "steps", "eval_every", "log_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
-            raise ValueError(f"patience must be a positive integer or None, got {self.patience!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-
-    @classmethod
-    def for_benchmark(cls, benchmark: Benchmark, **overrides: Any) -> TrainSettings:
-        """The benchmark's training defaults, with ``overrides`` (``None`` values ignored)."""
-        d = benchmark.defaults
-        base = {
-            "optimizer": d.optimizer,
-            "lr": d.lr,
-            "weight_decay": d.weight_decay,
-            "batch_size": d.batch_size,
-            "steps": d.steps,
-        }
-        return cls(**(base | {k: v for k, v in overrides.items() if v is not None}))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"options": dict(self.options)}
 
 
 @dataclass(frozen=True)
@@ -156,6 +104,7 @@ def train_group(
     progress: bool = False,
     on_step: Callable[[int], None] | None = None,
     device: torch.device | str | None = None,
+    until: int | None = None,
 ) -> GroupResult:
     """Train one network on ``tasks`` of ``benchmark`` (see the module doc).
 
@@ -171,6 +120,12 @@ def train_group(
             custom monitoring; an exception raised there interrupts training, and the last
             checkpoint stays for a resume).
         device: where the network trains (default: CUDA when available, else the CPU).
+        until: pause after this step: the result so far is returned (the best evaluation up to
+            it; ``steps`` < ``settings.steps``) and not written to ``result.json``, and a later
+            call on the same ``directory`` continues from the checkpoint written there, exactly
+            as if never paused. A multiple of ``eval_every`` (where checkpoints are written), or
+            at least ``settings.steps`` (no pause). A group trained past ``until`` already
+            answers with where it stands; one that stopped early is finished. ``None``: no pause.
 
     Under torch.distributed every rank draws the same global batches of ``batch_size`` rows and
     trains on its shard; per-task gradients (and the losses a loss weighting reads) are averaged
@@ -182,28 +137,20 @@ def train_group(
     """
     tasks = tuple(tasks)
     bench = benchmark.select(list(tasks))
-    config = {"tasks": list(tasks), "settings": settings.to_dict(), "benchmark": bench.name}
+    config = {"tasks": list(tasks), "settings": settings.network(), "benchmark": bench.name}
     directory = None if directory is None else Path(directory)
+    stop = _pause_step(until, settings)
     if directory is not None and (directory / RESULT).exists():
         stored = read_json(directory / RESULT)
         _check_config(directory / RESULT, stored.get("config"), config)
         return GroupResult.from_dict(stored["result"])
 
-    device = resolve_device(device)
-    model = bench.make_model(seed=settings.seed).to(device)
-    optimizer = make_optimizer(
-        model.parameters(), settings.optimizer, settings.lr, settings.weight_decay
-    )
-    aggregator = get_aggregator(settings.aggregator, **settings.options)
-    mtl = MTLStep(model, bench.tasks, aggregator, optimizer)
-    parameters = sum(p.numel() for p in model.parameters())
+    network = _Network.build(tasks, bench, settings, device, directory, config)
     checkpoint = None
     if directory is not None and (directory / CHECKPOINT).exists():
         checkpoint = load_checkpoint(directory / CHECKPOINT)  # on the CPU; load_state_dict moves it
         _check_config(directory / CHECKPOINT, checkpoint.get("config"), config)
-
-    key = group_key(tasks, settings.aggregator)
-    log = EventLog(run_dir, "train", key)
+    log = EventLog(run_dir, "train", group_key(tasks, settings.aggregator))
     bar = tqdm(
         total=settings.steps,
         desc=f"training {'+'.join(tasks)}"[:60],
@@ -214,59 +161,158 @@ def train_group(
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(settings.seed)
-            if checkpoint is None:
-                state = _fresh_state(model, bench)
-                if directory is not None:  # the best weights so far: the initialisation
-                    save_checkpoint(directory / WEIGHTS, model.state_dict())
-                log.scalars(0, "val", _flat(state["best"]["val"]))
-            else:
-                state = _restore(checkpoint, model, optimizer, aggregator)
-                log.event(state["step"], "resumed", {"from_step": state["step"]})
+            state = _start(network, checkpoint, log)
             bar.update(state["step"])
-            started = time.perf_counter() - state["seconds"]
-            batches = distributed.sharded(
-                bench.train.batches(settings.batch_size, seed=settings.seed, start=state["step"])
-            )
-            while state["step"] < settings.steps and not _patience_spent(state, settings):
-                inputs, targets = to_device(next(batches), device)
-                result = mtl(inputs, targets)
-                state["step"] += 1
-                step = state["step"]
-                bar.update()
-                if step % settings.log_every == 0:
-                    log.scalars(step, "loss", dict(zip(tasks, result.losses.tolist(), strict=True)))
-                    if result.weights is not None:
-                        weights = result.weights.detach().flatten().tolist()
-                        log.scalars(step, "weight", dict(zip(tasks, weights, strict=True)))
-                if step % settings.eval_every == 0 or step == settings.steps:
-                    _evaluate_step(state, model, bench, directory, log)
-                    state["seconds"] = time.perf_counter() - started
-                    if directory is not None:
-                        save_checkpoint(
-                            directory / CHECKPOINT,
-                            _checkpoint(state, config, model, optimizer, aggregator),
-                        )
-                if on_step is not None:
-                    on_step(step)
+            _train_steps(network, state, settings, stop, log, bar, on_step)
     finally:
         bar.close()
         log.close()
+    result = _result(network, settings, state)
+    if directory is not None and _finished(state, settings):
+        write_json(directory / RESULT, {"config": config, "result": result.to_dict()})
+    return result
+
+
+def _pause_step(until: int | None, settings: TrainSettings) -> int:
+    """The step training stops at: ``settings.steps``, or ``until`` when it comes first."""
+    if until is None:
+        return settings.steps
+    if isinstance(until, bool) or not isinstance(until, int) or until < 1:
+        raise ValueError(f"until must be a positive integer or None, got {until!r}")
+    if until < settings.steps and until % settings.eval_every:
+        raise ValueError(
+            f"until must be a multiple of eval_every ({settings.eval_every}), where checkpoints "
+            f"are written, or at least steps ({settings.steps}); got {until}"
+        )
+    return min(until, settings.steps)
+
+
+@dataclass
+class _Network:
+    """One group's network in training: the model, what updates it, and where it is saved."""
+
+    tasks: tuple[str, ...]
+    bench: Benchmark
+    device: torch.device
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    aggregator: Any
+    step: MTLStep
+    parameters: int
+    directory: Path | None
+    config: dict[str, Any]
+
+    @classmethod
+    def build(cls, tasks, bench: Benchmark, settings: TrainSettings, device, directory, config):
+        device = resolve_device(device)
+        model = bench.make_model(seed=settings.seed).to(device)
+        optimizer = make_optimizer(
+            model.parameters(), settings.optimizer, settings.lr, settings.weight_decay
+        )
+        aggregator = get_aggregator(settings.aggregator, **settings.options)
+        step = MTLStep(model, bench.tasks, aggregator, optimizer)
+        parameters = sum(p.numel() for p in model.parameters())
+        return cls(
+            tasks, bench, device, model, optimizer, aggregator, step, parameters, directory, config
+        )
+
+    def save_weights(self) -> None:
+        """The weights, as the best so far (with a ``directory``)."""
+        if self.directory is not None:
+            save_checkpoint(self.directory / WEIGHTS, self.model.state_dict())
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Everything a resume needs (with a ``directory``), the RNG stream included."""
+        if self.directory is not None:
+            checkpoint = {
+                "config": self.config,
+                "state": state,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "aggregator": object_state(self.aggregator),
+                "rng": torch.get_rng_state(),
+            }
+            save_checkpoint(self.directory / CHECKPOINT, checkpoint)
+
+    def restore(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
+        """Load what :meth:`save_checkpoint` wrote; the training state it held."""
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        load_object_state(self.aggregator, checkpoint["aggregator"])
+        torch.set_rng_state(checkpoint["rng"])
+        state = checkpoint["state"]
+        return {**state, "history": list(state["history"]), "best": dict(state["best"])}
+
+
+def _start(network: _Network, checkpoint: dict[str, Any] | None, log: EventLog) -> dict[str, Any]:
+    """The training state: restored from ``checkpoint``, or fresh (the initialisation evaluated,
+    and its weights the best so far)."""
+    if checkpoint is not None:
+        state = network.restore(checkpoint)
+        log.event(state["step"], "resumed", {"from_step": state["step"]})
+        return state
+    state = _fresh_state(network.model, network.bench)
+    network.save_weights()
+    log.scalars(0, "val", _flat(state["best"]["val"]))
+    return state
+
+
+def _train_steps(
+    network: _Network,
+    state: dict[str, Any],
+    settings: TrainSettings,
+    stop: int,
+    log: EventLog,
+    bar,
+    on_step: Callable[[int], None] | None,
+) -> None:
+    """Train from ``state["step"]`` up to ``stop`` steps, or until patience runs out, updating
+    ``state``; evaluate and checkpoint every ``eval_every`` steps and at the last one."""
+    started = time.perf_counter() - state["seconds"]
+    batches = distributed.sharded(
+        network.bench.train.batches(settings.batch_size, seed=settings.seed, start=state["step"])
+    )
+    while state["step"] < stop and not _patience_spent(state, settings):
+        inputs, targets = to_device(next(batches), network.device)
+        result = network.step(inputs, targets)
+        state["step"] += 1
+        step = state["step"]
+        bar.update()
+        if step % settings.log_every == 0:
+            _log_losses(log, step, network.tasks, result)
+        if step % settings.eval_every == 0 or step == settings.steps:
+            _evaluate_step(state, network, log)
+            state["seconds"] = time.perf_counter() - started
+            network.save_checkpoint(state)
+        if on_step is not None:
+            on_step(step)
+
+
+def _log_losses(log: EventLog, step: int, tasks: tuple[str, ...], result) -> None:
+    log.scalars(step, "loss", dict(zip(tasks, result.losses.tolist(), strict=True)))
+    if result.weights is not None:
+        weights = result.weights.detach().flatten().tolist()
+        log.scalars(step, "weight", dict(zip(tasks, weights, strict=True)))
+
+
+def _finished(state: dict[str, Any], settings: TrainSettings) -> bool:
+    return state["step"] >= settings.steps or _patience_spent(state, settings)
+
+
+def _result(network: _Network, settings: TrainSettings, state: dict[str, Any]) -> GroupResult:
     best = state["best"]
-    result = GroupResult(
-        tasks=tasks,
+    return GroupResult(
+        tasks=network.tasks,
         aggregator=settings.aggregator,
         best_step=best["step"],
         steps=state["step"],
         criterion=best["criterion"],
         val=best["val"],
         test=best["test"],
-        parameters=parameters,
+        parameters=network.parameters,
         seconds=round(state["seconds"], 3),
         history=state["history"],
     )
-    if directory is not None:
-        write_json(directory / RESULT, {"config": config, "result": result.to_dict()})
-    return result
 
 
 def _check_config(path: Path, stored: Any, expected: dict[str, Any]) -> None:
@@ -320,7 +366,8 @@ def _patience_spent(state: dict[str, Any], settings: TrainSettings) -> bool:
     return settings.patience is not None and state["since_best"] >= settings.patience
 
 
-def _evaluate_step(state, model, bench: Benchmark, directory: Path | None, log: EventLog) -> None:
+def _evaluate_step(state: dict[str, Any], network: _Network, log: EventLog) -> None:
+    model, bench = network.model, network.bench
     val = evaluate(model, bench.val, bench.tasks)
     criterion = _criterion(val, state["initial"])
     step = state["step"]
@@ -332,27 +379,6 @@ def _evaluate_step(state, model, bench: Benchmark, directory: Path | None, log: 
         test = evaluate(model, bench.test, bench.tasks)
         state["best"] = {"step": step, "criterion": criterion, "val": val, "test": test}
         state["since_best"] = 0
-        if directory is not None:
-            save_checkpoint(directory / WEIGHTS, model.state_dict())
+        network.save_weights()
     else:
         state["since_best"] += 1
-
-
-def _checkpoint(state, config, model, optimizer, aggregator) -> dict[str, Any]:
-    return {
-        "config": config,
-        "state": state,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "aggregator": object_state(aggregator),
-        "rng": torch.get_rng_state(),
-    }
-
-
-def _restore(checkpoint, model, optimizer, aggregator) -> dict[str, Any]:
-    model.load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    load_object_state(aggregator, checkpoint["aggregator"])
-    torch.set_rng_state(checkpoint["rng"])
-    state = checkpoint["state"]
-    return {**state, "history": list(state["history"]), "best": dict(state["best"])}

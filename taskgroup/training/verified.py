@@ -1,71 +1,41 @@
-"""A selection that verifies: shortlist groupings from the affinity, train their groups briefly,
-choose by validation.
+"""``tg.verified_selection``: the verified selection of :mod:`taskgroup.grouping.verified`, its
+groups trained briefly by :func:`~taskgroup.train_group`.
 
-1. **Shortlist.** The ``shortlist`` best distinct groupings of at most B groups by TAG's objective
-   (:func:`~taskgroup.grouping.top_groupings`), or candidate groupings given by the caller (from
-   HOA, other signals, other budgets).
-2. **Short trainings with successive halving.** Every group of the shortlist trains with the full
-   settings but ``fraction`` of their steps (``final`` steps, a multiple of ``eval_every``). With K
-   candidates there are R = ⌈log2 K⌉ rungs at final/2^(R−1), ..., final/2, final steps: at each
-   rung the groups of the surviving candidates are trained up to the rung (resuming, never
-   retraining), every candidate is scored, and the better half (⌈m/2⌉ of m) survives; the last
-   rung has two candidates. A group shared by several candidates trains once.
-3. **Choice by validation.** A candidate's criterion is the validation Δm on the losses of the
-   served tasks: each task served, as in :func:`~taskgroup.train_groups`, by the candidate's group
-   with the lowest validation loss on it (at that group's best evaluation so far), and
-
-       criterion = (100 / n) Σ_t (val_t / ref_t − 1)            (lower is better)
-
-   with ref_t the **single-task reference**: by default task t trained alone with the same short
-   schedule (n more networks, counted in the cost; a singleton of the shortlist is the same
-   training); or the losses the caller passes (e.g. a :class:`~taskgroup.grouping.PairTable`'s
-   ``single``, from full trainings). Only the ratios between the ref_t matter for the choice.
-   Ties go to the candidate ranked higher by the affinity.
-
-No test data is read. The result is a :class:`~taskgroup.Grouping` with ``method="verified"``:
-``serves`` by validation, ``values[t] = 1 − val_t / ref_t`` and ``score`` their sum (so the
-criterion is −100 · score / n), ``optimal=False``, ``bound=None``, and ``info`` recording the
-candidates, the rungs, every network trained and the cost (networks, steps, seconds).
+Each group trains with the full settings cut to ``final`` steps, paused at each rung with
+``train_group(..., until=steps)`` and continued at the next. What a rung gave is kept in
+``<group dir>/rung<steps>.json``, so a resumed selection reads finished rungs back without
+training and chooses exactly what an uninterrupted one does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from taskgroup.data.benchmark import Benchmark
-from taskgroup.grouping.objective import Grouping, score
-from taskgroup.grouping.pairs import PairTable
-from taskgroup.grouping.shortlist import top_groupings
+from taskgroup.grouping.hoa import PairTable
+from taskgroup.grouping.objective import Grouping
+from taskgroup.grouping.verified import (
+    ShortTraining,
+    candidate_groupings,
+    check_references,
+    verify,
+)
+from taskgroup.settings import TrainSettings
 from taskgroup.storage import read_json, write_json
-from taskgroup.training.checkpoint import load_checkpoint
 from taskgroup.training.groups import check_groups
 from taskgroup.training.metrics import LOSS
-from taskgroup.training.trainer import (
-    CHECKPOINT,
-    RESULT,
-    TrainSettings,
-    group_key,
-    train_group,
-)
+from taskgroup.training.trainer import group_key, train_group
 
 VERIFY = "verify"
-
-Groups = tuple[tuple[str, ...], ...]
-
-
-class _Pause(Exception):
-    """Raised from ``train_group``'s ``on_step`` to stop at a rung; the checkpoint of that step
-    (a multiple of ``eval_every``) stays, and the next rung resumes from it."""
 
 
 def verified_selection(
@@ -84,7 +54,8 @@ def verified_selection(
     out: str | os.PathLike | None = None,
     device: torch.device | str | None = None,
 ) -> Grouping:
-    """Choose at most ``budget`` groups by training a shortlist briefly (see the module doc).
+    """Choose at most ``budget`` groups by training a shortlist briefly (see
+    :mod:`taskgroup.grouping.verified`).
 
     Args:
         benchmark: the tasks to group and their data; the choice reads its validation split.
@@ -112,102 +83,42 @@ def verified_selection(
     started = time.perf_counter()
     tasks = list(benchmark.tasks.names)
     settings = _settings(benchmark, settings, seed)
-    if isinstance(fraction, bool) or not isinstance(fraction, int | float):
-        raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must lie in (0, 1], got {fraction!r}")
+    short = _short_settings(settings, fraction)
+    final = short.steps
     if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= len(tasks):
         raise ValueError(f"budget must be an integer in 1..{len(tasks)}, got {budget!r}")
-    candidates, affinity_scores = _candidates(
-        affinity, budget, shortlist, tasks, partition, singleton_score
-    )
-    refs = _references(references, tasks)
-    every = settings.eval_every
-    final = min(settings.steps, max(every, every * round(fraction * settings.steps / every)))
-    short = dataclasses.replace(settings, steps=final)
-    rungs = _rungs(final, every, len(candidates) if halving else min(len(candidates), 2))
-
-    with contextlib.ExitStack() as stack:
-        root = (
-            Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="taskgroup-verify-")))
-            if out is None
-            else Path(out)
-        )
-        trainer = _ShortTrainer(
-            benchmark, short, root / VERIFY / f"seed{seed}-{final}steps", device
-        )
-        reference_source = "given"
-        if refs is None and rungs:
-            reference_source = f"single-task trainings of {final} steps"
-            refs = {t: trainer.reach((t,), final)[t][LOSS] for t in tasks}
-        for t, loss in (refs or {}).items():
-            if not (math.isfinite(loss) and loss > 0):
-                raise ValueError(f"the single-task reference of {t!r} is {loss}; it must be > 0")
-        alive = list(range(len(candidates)))
-        record = []
-        for r, steps in enumerate(rungs):
-            scored = {}
-            for c in alive:
-                val = {g: trainer.reach(g, steps) for g in candidates[c]}
-                scored[c] = _criterion(candidates[c], val, refs, tasks)
-            alive = sorted(alive, key=lambda c: (scored[c][0], c))
-            record.append(
-                {
-                    "steps": steps,
-                    "criteria": {str(c): scored[c][0] for c in alive},
-                }
-            )
-            if r < len(rungs) - 1:
-                alive = alive[: math.ceil(len(alive) / 2)]
-        winner = alive[0]
-        if rungs:
-            _, serves_by, values = scored[winner]
-        else:  # one candidate: nothing to choose, nothing trained
-            serves_by, values = None, None
-        cost = trainer.cost()
-
-    groups = list(candidates[winner])
-    if serves_by is None:
-        serving = {t: min(g for g, members in enumerate(groups) if t in members) for t in tasks}
-        values = {t: 0.0 for t in tasks}
-    else:
-        used = sorted({serves_by[t] for t in tasks}, key=lambda g: groups.index(g))
-        groups = [g for g in groups if g in used]  # a group that serves no task is not trained
-        serving = {t: groups.index(serves_by[t]) for t in tasks}
-    total = float(sum(values.values()))
-    info = {
-        "criterion": "validation delta_m on losses of the served tasks vs single-task "
-        "references, lower is better",
-        "delta_m_val_loss": -100.0 * total / len(tasks),
-        "fraction": fraction,
-        "steps_per_network": final,
-        "full_steps": settings.steps,
-        "references": refs,
-        "reference_source": reference_source,
-        "candidates": [
-            {"groups": [list(g) for g in cand], "affinity_score": affinity_scores[c]}
-            for c, cand in enumerate(candidates)
-        ],
-        "chosen_candidate": winner,
-        "rungs": record,
-        "trained": trainer.trained(),
-        "cost": cost,
-        "settings": short.to_dict(),
-    }
-    return Grouping(
-        groups=groups,
-        score=total,
-        serves=serving,
-        values=values,
-        optimal=False,
-        bound=None,
-        method="verified",
-        budget=budget,
-        partition=bool(partition),
+    candidates, affinity_scores = candidate_groupings(
+        affinity,
+        budget,
+        _checked_shortlist(shortlist, tasks),
+        tasks,
+        partition=partition,
         singleton_score=singleton_score,
-        tasks=tasks,
+    )
+    refs = check_references(references, tasks)
+    with _folder(out) as root:
+        chosen = verify(
+            candidates,
+            _ShortTrainings(benchmark, short, root / VERIFY / f"seed{seed}-{final}steps", device),
+            tasks=tasks,
+            budget=budget,
+            final=final,
+            every=settings.eval_every,
+            halving=halving,
+            references=refs,
+            affinity_scores=affinity_scores,
+            partition=partition,
+            singleton_score=singleton_score,
+            schedule={
+                "fraction": fraction,
+                "steps_per_network": final,
+                "full_steps": settings.steps,
+            },
+        )
+    return dataclasses.replace(
+        chosen,
         seconds=time.perf_counter() - started,
-        info=info,
+        info=chosen.info | {"settings": short.network()},
     )
 
 
@@ -219,171 +130,76 @@ def _settings(benchmark: Benchmark, settings, seed: int) -> TrainSettings:
     if isinstance(settings, Mapping):
         return TrainSettings.for_benchmark(benchmark, **(dict(settings) | {"seed": seed}))
     if isinstance(settings, TrainSettings):
-        return dataclasses.replace(settings, seed=seed)
+        return dataclasses.replace(settings, seed=seed).resolve(benchmark.defaults)
     raise TypeError(f"settings must be a TrainSettings or a dict of its fields, got {settings!r}")
 
 
-def _canonical(groups, tasks: list[str]) -> Groups:
-    order = {t: i for i, t in enumerate(tasks)}
-    members = {tuple(sorted(g, key=order.__getitem__)) for g in groups}
-    return tuple(sorted(members, key=lambda g: [order[t] for t in g]))
+def _short_settings(settings: TrainSettings, fraction: float) -> TrainSettings:
+    """``settings`` with ``fraction`` of their steps, rounded to a multiple of ``eval_every`` (at
+    least one)."""
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+        raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must lie in (0, 1], got {fraction!r}")
+    every = settings.eval_every
+    final = min(settings.steps, max(every, every * round(fraction * settings.steps / every)))
+    return dataclasses.replace(settings, steps=final)
 
 
-def _candidates(affinity, budget, shortlist, tasks, partition, singleton_score):
-    """The candidate groupings (canonical, distinct, in shortlist order) and their TAG scores
-    (``None`` without an affinity or where the score is not finite)."""
+def _checked_shortlist(shortlist, tasks: list[str]):
+    """``shortlist`` as K, or as candidate groupings whose groups name the tasks and cover them."""
     if isinstance(shortlist, int) and not isinstance(shortlist, bool):
-        if shortlist < 1:
-            raise ValueError(f"shortlist must be a positive number or a list, got {shortlist}")
-        if affinity is None:
-            raise ValueError("shortlist=K needs an affinity matrix to rank groupings by")
-        ranked = top_groupings(
-            affinity,
-            budget,
-            shortlist,
-            tasks=tasks,
-            partition=partition,
-            singleton_score=singleton_score,
-        )
-        return [_canonical(g.groups, tasks) for g in ranked], [g.score for g in ranked]
+        return shortlist
     if isinstance(shortlist, str) or not isinstance(shortlist, Sequence) or not shortlist:
         raise ValueError(
             f"shortlist must be a positive number or a non-empty list of groupings, got "
             f"{shortlist!r}"
         )
-    out: list[Groups] = []
+    checked = []
     for candidate in shortlist:
         groups = candidate.groups if isinstance(candidate, Grouping) else candidate
         if isinstance(groups, str) or not isinstance(groups, Sequence):
             raise ValueError(f"a candidate must be a list of groups of tasks, got {groups!r}")
-        groups = _canonical(check_groups(groups, tasks), tasks)
-        if len(groups) > budget:
-            raise ValueError(
-                f"candidate {[list(g) for g in groups]} has {len(groups)} groups, more than "
-                f"the budget {budget}"
-            )
-        if partition and sum(len(g) for g in groups) != len(tasks):
-            raise ValueError(
-                f"partition=True needs disjoint groups; candidate {[list(g) for g in groups]} "
-                f"puts a task in two groups"
-            )
-        if groups not in out:
-            out.append(groups)
-    scores: list[float | None] = []
-    for groups in out:
-        value = None
-        if affinity is not None:
-            value = score(
-                affinity, groups, tasks=tasks, partition=partition, singleton_score=singleton_score
-            )
-        scores.append(value if value is not None and math.isfinite(value) else None)
-    return out, scores
+        checked.append(check_groups(groups, tasks))
+    return checked
 
 
-def _references(references, tasks: list[str]) -> dict[str, float] | None:
-    if references is None:
-        return None
-    if isinstance(references, PairTable):
-        references = references.single
-    if not isinstance(references, Mapping):
-        raise ValueError(
-            f"references must be a mapping task -> loss or a PairTable, got {references!r}"
-        )
-    missing = [t for t in tasks if t not in references]
-    if missing:
-        raise ValueError(f"references miss task(s) {', '.join(map(repr, missing))}")
-    return {t: float(references[t]) for t in tasks}
+@contextlib.contextmanager
+def _folder(out: str | os.PathLike | None) -> Iterator[Path]:
+    """``out``, or a temporary folder removed afterwards."""
+    if out is not None:
+        yield Path(out)
+        return
+    with tempfile.TemporaryDirectory(prefix="taskgroup-verify-") as temporary:
+        yield Path(temporary)
 
 
-def _rungs(final: int, every: int, candidates: int) -> list[int]:
-    """Steps of each rung: final/2^(R−1), ..., final, R = ⌈log2 K⌉ (none for one candidate),
-    each rounded up to a multiple of ``every``."""
-    if candidates <= 1:
-        return []
-    count = math.ceil(math.log2(candidates))
-    steps = []
-    for r in range(count):
-        raw = final / 2 ** (count - 1 - r)
-        steps.append(min(final, max(every, every * math.ceil(raw / every))))
-    return steps
+class _ShortTrainings:
+    """The :data:`~taskgroup.grouping.verified.Train` of a verified selection: each group trained
+    by :func:`train_group` in ``root/<group_key>`` up to the step asked for, resuming there.
 
-
-def _criterion(groups: Groups, val, refs: Mapping[str, float], tasks: list[str]):
-    """(validation Δm on losses, task → serving group, task → 1 − val / ref)."""
-    serves, values = {}, {}
-    for t in tasks:
-        holders = [g for g in groups if t in g]
-        best = min(holders, key=lambda g: (val[g][t][LOSS], groups.index(g)))
-        serves[t] = best
-        values[t] = 1.0 - val[best][t][LOSS] / refs[t]
-    return -100.0 * sum(values.values()) / len(tasks), serves, values
-
-
-class _ShortTrainer:
-    """Trains groups with one short schedule up to requested steps, resuming between rungs.
-
-    ``reach(group, steps)`` returns the group's validation metrics at its best evaluation up to
-    ``steps`` (early-stopping semantics) and records what was trained. Each rung's answer is
-    kept in ``<group dir>/rung<steps>.json``, so a resumed selection reads it back exactly."""
+    What each (group, steps) gave is kept in ``<group dir>/rung<steps>.json`` and read back by a
+    resumed selection."""
 
     def __init__(self, benchmark: Benchmark, settings: TrainSettings, root: Path, device):
         self.benchmark, self.settings, self.root = benchmark, settings, root
         self.device = device
-        self.reached: dict[tuple[str, ...], tuple[int, float]] = {}
-        self.memo: dict[tuple[tuple[str, ...], int], dict] = {}
 
-    def reach(self, group: tuple[str, ...], steps: int) -> dict[str, dict[str, float]]:
-        if (group, steps) in self.memo:
-            return self.memo[group, steps]
+    def __call__(self, group: tuple[str, ...], steps: int) -> ShortTraining:
         directory = self.root / group_key(group, self.settings.aggregator)
         rung = directory / f"rung{steps}.json"
         if rung.exists():
             record = read_json(rung)
         else:
-            record = self._train(group, steps, directory)
-            write_json(rung, record)
-        done, seconds = self.reached.get(group, (0, 0.0))
-        self.reached[group] = (max(done, record["steps"]), max(seconds, record["seconds"]))
-        self.memo[group, steps] = record["val"]
-        return record["val"]
-
-    def _train(self, group: tuple[str, ...], steps: int, directory: Path) -> dict[str, Any]:
-        if not (directory / RESULT).exists() and (directory / CHECKPOINT).exists():
-            state = load_checkpoint(directory / CHECKPOINT)["state"]
-            if state["step"] >= steps:  # trained past this rung before an interruption
-                return _record(state["best"]["val"], state["step"], state["seconds"])
-
-        def pause(step: int) -> None:
-            if step >= steps:
-                raise _Pause
-
-        try:
             result = train_group(
                 self.benchmark,
                 group,
                 self.settings,
                 directory=directory,
-                on_step=pause,
+                until=steps,
                 device=self.device,
             )
-        except _Pause:
-            state = load_checkpoint(directory / CHECKPOINT)["state"]
-            return _record(state["best"]["val"], state["step"], state["seconds"])
-        return _record(result.val, result.steps, result.seconds)
-
-    def trained(self) -> list[dict[str, Any]]:
-        return [
-            {"tasks": list(g), "steps": steps, "seconds": round(seconds, 3)}
-            for g, (steps, seconds) in self.reached.items()
-        ]
-
-    def cost(self) -> dict[str, float]:
-        return {
-            "networks": len(self.reached),
-            "steps": sum(steps for steps, _ in self.reached.values()),
-            "seconds": round(sum(seconds for _, seconds in self.reached.values()), 3),
-        }
-
-
-def _record(val, steps: int, seconds: float) -> dict[str, Any]:
-    return {"val": val, "steps": int(steps), "seconds": float(seconds)}
+            record = {"val": result.val, "steps": result.steps, "seconds": result.seconds}
+            write_json(rung, record)
+        val_loss = {t: record["val"][t][LOSS] for t in group}
+        return ShortTraining(val_loss, int(record["steps"]), float(record["seconds"]))

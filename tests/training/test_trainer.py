@@ -53,6 +53,27 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(bench, tmp_path, aggreg
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_paused_with_until_and_continued_equals_an_uninterrupted_run(bench, tmp_path):
+    settings = TrainSettings.for_benchmark(
+        bench, aggregator="nash_mtl", steps=60, eval_every=20, batch_size=32, seed=3
+    )
+    tasks = bench.tasks.names
+    whole = train_group(bench, tasks, settings, directory=tmp_path / "whole")
+    paused = train_group(bench, tasks, settings, directory=tmp_path / "cut", until=40)
+    assert paused.steps == 40 and not (tmp_path / "cut" / RESULT).exists()
+    assert paused.history == whole.history[:3]
+    best = min(paused.history, key=lambda h: h["criterion"])
+    assert paused.best_step == best["step"] and paused.criterion == best["criterion"]
+    again = train_group(bench, tasks, settings, directory=tmp_path / "cut", until=20)
+    assert _strip_seconds(again) == _strip_seconds(paused)  # trained past 20: where it stands
+    resumed = train_group(bench, tasks, settings, directory=tmp_path / "cut")
+    assert _strip_seconds(resumed) == _strip_seconds(whole)
+    with pytest.raises(ValueError, match="multiple of eval_every"):
+        train_group(bench, tasks, settings, until=30)
+    with pytest.raises(ValueError, match="until"):
+        train_group(bench, tasks, settings, until=0)
+
+
 def test_finished_group_is_read_back_not_retrained(bench, tmp_path):
     settings = TrainSettings.for_benchmark(bench, steps=20, eval_every=10, batch_size=32)
     first = train_group(bench, ["g0_t0"], settings, directory=tmp_path)

@@ -18,10 +18,11 @@ from typing import Any
 import torch
 
 from taskgroup.data.benchmark import Benchmark
-from taskgroup.grouping.pairs import PairTable
+from taskgroup.grouping.hoa import PairTable
+from taskgroup.settings import TrainSettings
 from taskgroup.training.groups import train_networks
 from taskgroup.training.metrics import LOSS
-from taskgroup.training.trainer import TrainSettings, group_key
+from taskgroup.training.trainer import group_key
 
 PAIRS = "pairs.json"
 
@@ -56,7 +57,9 @@ def pair_results(
         settings = TrainSettings.for_benchmark(benchmark)
     elif isinstance(settings, Mapping):
         settings = TrainSettings.for_benchmark(benchmark, **settings)
-    elif not isinstance(settings, TrainSettings):
+    elif isinstance(settings, TrainSettings):
+        settings = settings.resolve(benchmark.defaults)
+    else:
         raise TypeError(
             f"settings must be a TrainSettings or a dict of its fields, got {type(settings)}"
         )
@@ -89,7 +92,7 @@ def pair_results(
         metadata={
             "split": "val",
             "benchmark": benchmark.name,
-            "settings": settings.to_dict(),
+            "settings": settings.network(),
         },
     )
     if run_dir is not None:
