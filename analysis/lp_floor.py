@@ -37,9 +37,9 @@ from bench_grouping import BUDGET, matrix
 
 import taskgroup as tg
 from taskgroup.grouping import heuristics, milp
-from taskgroup.grouping.bounds import _grow, central_master, cover_of, master_lp
+from taskgroup.grouping.bounds import central_master, cover_of, grow_columns, master_lp
 from taskgroup.grouping.certificate import SizeRelaxation
-from taskgroup.grouping.select import _blocks_of
+from taskgroup.grouping.objective import served_masks
 
 RANDOM_STARTS = 20
 PRICING_STARTS = 300
@@ -72,7 +72,7 @@ def floor(kind: str, n: int, seed: int) -> dict:
     values = matrix(kind, n, seed)
     grouping = tg.select_groups(values, BUDGET)
     sets = heuristics.ServedSets(values, partition=False, singleton_score=None)
-    bound = heuristics.upper_bound(sets, BUDGET, _blocks_of(grouping), time_limit=3.0)
+    bound = heuristics.upper_bound(sets, BUDGET, served_masks(grouping), time_limit=3.0)
     weights = dict(bound.weights or {})
     columns = [c for c in bound.columns if math.isfinite(weights.setdefault(c, sets.of(c)))]
     rng = np.random.default_rng(seed)
@@ -83,7 +83,7 @@ def floor(kind: str, n: int, seed: int) -> dict:
         value, pi, lam, z = master_lp(cover_of(columns, n), worth, BUDGET)
         if rounds % 2 == 0:  # central prices find other columns than a vertex's
             _, pi, lam = central_master(cover_of(columns, n), worth, BUDGET)
-        found = set(_grow(values, pi, lam + sets.tol, sets.rows, keep=4 * n))
+        found = set(grow_columns(values, pi, lam + sets.tol, sets.rows, keep=4 * n))
         starts = [rng.random(n) < rng.uniform(0.1, 0.5) for _ in range(RANDOM_STARTS)]
         starts += [sets.member([columns[c]])[0] for c in np.flatnonzero(z > 1e-9)]
         for start in starts:

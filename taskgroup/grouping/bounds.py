@@ -22,15 +22,42 @@ budget.
 
 from __future__ import annotations
 
+import heapq
 import math
+import os
+import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+import highspy
 import numpy as np
+import scipy.sparse as sp
 from scipy.optimize import linprog
 
 SIZE_PRICES_NODES = 20_000  # search nodes of the pricing at the size relaxation's prices
 IPM_TOLERANCE = 1e-10  # of the central master, on weights scaled to max |w| = 1
+_banner_silenced = False
+
+
+def silence_highs_banner() -> None:
+    """highspy prints a copyright banner to the process's stdout (from C++) when its first
+    solver object is made; make that first object with stdout pointed at /dev/null, so the CLI's
+    output stays the user's. Call it before making a ``highspy.Highs`` (directly or through
+    cvxpy); only the first call does anything."""
+    global _banner_silenced
+    if _banner_silenced:
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    _banner_silenced = True
 
 
 @dataclass
@@ -56,6 +83,7 @@ def subset_sums(x: np.ndarray) -> np.ndarray:
 
 
 def mask_members(mask: int) -> list[int]:
+    """The tasks of a bitmask (bit j = task j), in increasing order."""
     return [j for j in range(mask.bit_length()) if mask >> j & 1]
 
 
@@ -92,12 +120,7 @@ def central_master(
     are optimal to about 1e-14 relative, not the interior point's default 1e-8. Should the
     interior point stop short of that, its duals are returned all the same: every caller makes
     any prices a valid bound."""
-    import highspy
-    import scipy.sparse as sp
-
-    from taskgroup.grouping.milp import _silence_banner
-
-    _silence_banner()
+    silence_highs_banner()
     n, m = cover.shape
     scale = max(float(np.abs(weights).max()), 1e-300)
     matrix = sp.csc_array(np.vstack([cover, np.ones((1, m))]))
@@ -219,73 +242,22 @@ def price(
     generation needs a few, not the best), ``node_limit`` nodes or ``time_limit`` seconds;
     ``upper`` is then the largest bound of an unexplored node.
     """
-    import heapq
-    import time
-
     started = time.perf_counter()
-    n = len(values)
-    off = values - np.diag(np.diag(values))
-    tol = 1e-12 * max(1.0, float(np.abs(values).max()) * n)
-    sizes = np.arange(n + 1)
-
-    def g(t):
-        return t if partition else np.maximum(t, 0.0)
-
-    found: dict[int, float] = {}
-    best = floor
+    search = _PricingSearch(values, pi, partition=partition, floor=floor)
     if singleton_score is not None:
-        alone = singleton_score - pi
-        for j in np.flatnonzero(alone > floor + tol):
-            found[1 << int(j)] = float(alone[j])
-        best = max(best, float(alone.max()))
-
-    def evaluate(fixed: np.ndarray) -> None:
-        nonlocal best
-        idx = np.flatnonzero(fixed)
-        terms = off[np.ix_(idx, idx)].sum(axis=0) / (len(idx) - 1) - pi[idx]
-        value = float(g(terms).sum())
-        if value > floor + tol and (partition or (terms > 0).any()):
-            served = idx if partition else idx[terms > 0]
-            found[sum(1 << int(j) for j in served)] = value
-        best = max(best, value)
-
-    def node_bound(fixed: np.ndarray, free: np.ndarray) -> tuple[float, int]:
-        """(max over k of the bound, the free task with the largest term at the best k)."""
-        f, u = int(fixed.sum()), int(free.sum())
-        k_lo, k_hi = max(f + 1, 2), f + u
-        if k_hi < k_lo:
-            return -math.inf, -1
-        from_fixed = off[fixed].sum(axis=0)
-        rows = np.flatnonzero(free)
-        cand = off[rows]
-        cand[np.arange(len(rows)), rows] = -np.inf  # j is not its own source
-        prefix = np.vstack([np.zeros(n), np.cumsum(-np.sort(-cand, axis=0), axis=0)])
-        ks = sizes[k_lo : k_hi + 1]
-        taken = np.clip(np.where(fixed[None, :], ks[:, None] - f, ks[:, None] - f - 1), 0, u)
-        with np.errstate(invalid="ignore"):
-            terms = g(
-                (from_fixed + np.take_along_axis(prefix, taken, axis=0)) / (ks[:, None] - 1) - pi
-            )
-        terms = np.where(np.isfinite(terms), terms, -np.inf)
-        fixed_part = np.where(fixed, terms, 0.0).sum(axis=1)
-        free_terms = np.where(free, terms, -np.inf)
-        ordered = np.hstack([np.zeros((len(ks), 1)), np.cumsum(-np.sort(-free_terms), axis=1)])
-        bounds = fixed_part + ordered[np.arange(len(ks)), ks - f]
-        bounds = np.where(np.isfinite(bounds), bounds, -np.inf)
-        k = int(np.argmax(bounds))
-        return float(bounds[k]), int(np.argmax(free_terms[k]))
-
+        search.add_singletons(singleton_score)
+    n = len(values)
     root = (np.zeros(n, dtype=bool), np.ones(n, dtype=bool))
-    bound, choice = node_bound(*root)
+    bound, choice = search.node_bound(*root)
     heap = [(-bound, 0, choice, *root)]
     nodes, pushed, upper_open = 0, 1, -math.inf
     while heap:
-        if -heap[0][0] <= best + tol:
+        if -heap[0][0] <= search.best + search.tol:
             heap = []
             break
         if (
             nodes >= node_limit
-            or (enough is not None and len(found) >= enough)
+            or (enough is not None and len(search.found) >= enough)
             or (time_limit is not None and time.perf_counter() - started > time_limit)
         ):
             upper_open = -heap[0][0]
@@ -297,14 +269,78 @@ def price(
         with_fixed = fixed.copy()
         with_fixed[choice] = True
         if with_fixed.sum() >= 2:
-            evaluate(with_fixed)
+            search.evaluate(with_fixed)
         for child in ((with_fixed, without), (fixed, without)):
-            bound, choice = node_bound(*child)
-            if bound > best + tol and choice >= 0:
+            bound, choice = search.node_bound(*child)
+            if bound > search.best + search.tol and choice >= 0:
                 heapq.heappush(heap, (-bound, pushed, choice, *child))
                 pushed += 1
+    found = search.found
     columns = sorted(found, key=lambda m: -found[m])
-    return Pricing(columns, best, max(best, upper_open), not heap, nodes)
+    return Pricing(columns, search.best, max(search.best, upper_open), not heap, nodes)
+
+
+class _PricingSearch:
+    """What :func:`price`'s search knows: the terms of f, the sets found above ``floor``
+    (bitmask → value) and the best value seen; bounds and evaluates its nodes (``fixed``,
+    ``free``: [n] bool)."""
+
+    def __init__(self, values: np.ndarray, pi: np.ndarray, *, partition: bool, floor: float):
+        n = len(values)
+        self.n, self.pi, self.partition, self.floor = n, pi, partition, floor
+        self.off = values - np.diag(np.diag(values))
+        self.tol = 1e-12 * max(1.0, float(np.abs(values).max()) * n)
+        self.sizes = np.arange(n + 1)
+        self.found: dict[int, float] = {}
+        self.best = floor
+
+    def g(self, t):
+        return t if self.partition else np.maximum(t, 0.0)
+
+    def add_singletons(self, singleton_score: float) -> None:
+        """Every singleton {j} is worth ``singleton_score`` − π_j."""
+        alone = singleton_score - self.pi
+        for j in np.flatnonzero(alone > self.floor + self.tol):
+            self.found[1 << int(j)] = float(alone[j])
+        self.best = max(self.best, float(alone.max()))
+
+    def evaluate(self, fixed: np.ndarray) -> None:
+        """Record f of the group ``fixed`` (at least two tasks) and the set it serves."""
+        idx = np.flatnonzero(fixed)
+        terms = self.off[np.ix_(idx, idx)].sum(axis=0) / (len(idx) - 1) - self.pi[idx]
+        value = float(self.g(terms).sum())
+        if value > self.floor + self.tol and (self.partition or (terms > 0).any()):
+            served = idx if self.partition else idx[terms > 0]
+            self.found[sum(1 << int(j) for j in served)] = value
+        self.best = max(self.best, value)
+
+    def node_bound(self, fixed: np.ndarray, free: np.ndarray) -> tuple[float, int]:
+        """(max over k of the bound, the free task with the largest term at the best k)."""
+        off, g = self.off, self.g
+        f, u = int(fixed.sum()), int(free.sum())
+        k_lo, k_hi = max(f + 1, 2), f + u
+        if k_hi < k_lo:
+            return -math.inf, -1
+        from_fixed = off[fixed].sum(axis=0)
+        rows = np.flatnonzero(free)
+        cand = off[rows]
+        cand[np.arange(len(rows)), rows] = -np.inf  # j is not its own source
+        prefix = np.vstack([np.zeros(self.n), np.cumsum(-np.sort(-cand, axis=0), axis=0)])
+        ks = self.sizes[k_lo : k_hi + 1]
+        taken = np.clip(np.where(fixed[None, :], ks[:, None] - f, ks[:, None] - f - 1), 0, u)
+        with np.errstate(invalid="ignore"):
+            terms = g(
+                (from_fixed + np.take_along_axis(prefix, taken, axis=0)) / (ks[:, None] - 1)
+                - self.pi
+            )
+        terms = np.where(np.isfinite(terms), terms, -np.inf)
+        fixed_part = np.where(fixed, terms, 0.0).sum(axis=1)
+        free_terms = np.where(free, terms, -np.inf)
+        ordered = np.hstack([np.zeros((len(ks), 1)), np.cumsum(-np.sort(-free_terms), axis=1)])
+        bounds = fixed_part + ordered[np.arange(len(ks)), ks - f]
+        bounds = np.where(np.isfinite(bounds), bounds, -np.inf)
+        k = int(np.argmax(bounds))
+        return float(bounds[k]), int(np.argmax(free_terms[k]))
 
 
 def size_bound(
@@ -332,16 +368,31 @@ def size_bound_prices(
     (each task gets its own best partners), tight when groups are clear-cut. Its π are well
     balanced prices at which :func:`price` often completes: :func:`lagrangian_bound` at them is
     never above this bound (its root bound is this relaxation) and usually below it."""
-    from scipy import sparse
+    n = len(values)
+    if n == 1:
+        return float(singleton_score), np.array([float(singleton_score)])  # the only grouping
+    cost, a_ub, b_ub, bounds = _size_bound_lp(values, budget, partition, singleton_score)
+    res = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"internal error: the size-bound LP failed ({res.message})")
+    # re-derive a valid bound from the returned π, so solver tolerances cannot undercut it
+    pi = res.x[:n]
+    lam = float(size_relaxation(values, pi, partition=partition).max())
+    if singleton_score is not None:
+        lam = max(lam, float(np.max(singleton_score - pi)))
+    return float(pi.sum() + budget * max(lam, 0.0)), pi
 
+
+def _size_bound_lp(
+    values: np.ndarray, budget: int, partition: bool, singleton_score: float | None
+) -> tuple[np.ndarray, sp.csr_array, list[float], list[tuple[float | None, float | None]]]:
+    """The LP of :func:`size_bound_prices` for ``linprog``: ``(cost, A_ub, b_ub, bounds)`` over
+    the variables π [n], λ, θ [n − 1], s [n − 1, n] (n ≥ 2)."""
     n = len(values)
     off = values.copy()
     np.fill_diagonal(off, -np.inf)
-    if n == 1:
-        return float(singleton_score), np.array([float(singleton_score)])  # the only grouping
     best_mean = np.cumsum(-np.sort(-off, axis=0)[: n - 1], axis=0) / np.arange(1, n)[:, None]
     sizes = n - 1  # k = 2..n
-    # variables: π [n], λ, θ [sizes], s [sizes, n]
     pi_, lam_, theta_, s_ = 0, n, n + 1, n + 1 + sizes
     count = s_ + sizes * n
     rows, cols, data, rhs = [], [], [], []
@@ -377,21 +428,7 @@ def size_bound_prices(
     cost[:n] = 1.0
     cost[lam_] = budget
     bounds = [(None, None)] * n + [(0, None)] + [(None, None)] * sizes + [(0, None)] * (sizes * n)
-    res = linprog(
-        cost,
-        A_ub=sparse.csr_array((data, (rows, cols)), shape=(r, count)),
-        b_ub=rhs,
-        bounds=bounds,
-        method="highs",
-    )
-    if res.status != 0:
-        raise RuntimeError(f"internal error: the size-bound LP failed ({res.message})")
-    # re-derive a valid bound from the returned π, so solver tolerances cannot undercut it
-    pi = res.x[:n]
-    lam = float(size_relaxation(values, pi, partition=partition).max())
-    if singleton_score is not None:
-        lam = max(lam, float(np.max(singleton_score - pi)))
-    return float(pi.sum() + budget * max(lam, 0.0)), pi
+    return cost, sp.csr_array((data, (rows, cols)), shape=(r, count)), rhs, bounds
 
 
 def size_relaxation(values: np.ndarray, pi: np.ndarray, *, partition: bool) -> np.ndarray:
@@ -455,8 +492,6 @@ def lp_bound_search(
     :func:`price` within the remaining time) and :func:`lagrangian_bound` at the size
     relaxation's prices (``SIZE_PRICES_NODES`` search nodes). ``rows(member [m, n] bool) → w
     [m]``."""
-    import time
-
     started = time.perf_counter()
     n = len(values)
     weights: dict[int, float] = {}
@@ -525,13 +560,11 @@ def greedy_column_generation(
     tol: float,
     deadline: float,
 ) -> tuple[list[int], float, np.ndarray, float, int]:
-    """Column generation priced by :func:`_grow` (the ``4 n`` best sets with w(P) − π(P) >
-    λ + ``tol``) from ``columns``, until no set prices out or ``time.perf_counter()`` passes
-    ``deadline`` (after one round at least). ``weights`` holds w of every set met and is
-    extended in place. Returns (columns, LP value over them, π [n], λ, rounds) from the last
-    master solved."""
-    import time
-
+    """Column generation priced by :func:`grow_columns` (the ``4 n`` best sets with
+    w(P) − π(P) > λ + ``tol``) from ``columns``, until no set prices out or
+    ``time.perf_counter()`` passes ``deadline`` (after one round at least). ``weights`` holds w
+    of every set met and is extended in place. Returns (columns, LP value over them, π [n], λ,
+    rounds) from the last master solved."""
     n = len(values)
     columns = list(columns)
     rounds = 0
@@ -540,7 +573,7 @@ def greedy_column_generation(
         lp_value, pi, lam, _ = master_lp(
             cover_of(columns, n), np.array([weights[c] for c in columns]), budget
         )
-        new = evaluate(_grow(values, pi, lam + tol, rows, keep=4 * n), weights, rows, n)
+        new = evaluate(grow_columns(values, pi, lam + tol, rows, keep=4 * n), weights, rows, n)
         if not new:
             break
         columns += new
@@ -549,15 +582,17 @@ def greedy_column_generation(
     return columns, lp_value, pi, lam, rounds
 
 
-def _grow(
+def grow_columns(
     values: np.ndarray,
     pi: np.ndarray,
     floor: float,
     rows: Callable[[np.ndarray], np.ndarray],
     keep: int,
 ) -> list[int]:
-    """Served sets with w(P) − π(P) > ``floor`` met while growing a set from every task, all
-    seeds at once; the ``keep`` best."""
+    """Greedy pricing: the ``keep`` best served sets (bitmasks, best first) with
+    w(P) − π(P) > ``floor`` met while growing a set from every task, all seeds at once, each
+    step adding the task that raises w(P) − π(P) most. ``rows(member [m, n] bool) → w [m]``;
+    n − 1 calls of ``rows`` on n² sets each."""
     n = len(values)
     member = np.eye(n, dtype=bool)
     found: dict[int, float] = {}

@@ -47,15 +47,20 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from taskgroup.grouping import heuristics
 from taskgroup.grouping.bounds import (
     central_master,
     cover_of,
     greedy_column_generation,
     size_relaxation,
 )
-from taskgroup.grouping.objective import Grouping, affinity_problem, relative_gap, score
-from taskgroup.grouping.select import _blocks_of
+from taskgroup.grouping.heuristics import ServedSets, upper_bound
+from taskgroup.grouping.objective import (
+    Grouping,
+    affinity_problem,
+    relative_gap,
+    score,
+    served_masks,
+)
 
 SERIOUS_STEP = 0.1  # the share of the model's predicted decrease a round must realise
 FIRST_STEP = 1.0  # the first proximal step t (prices of a matrix scaled to max |Z| = 1)
@@ -250,6 +255,41 @@ def certify(
     started = time.perf_counter()
     if isinstance(time_limit, bool) or not isinstance(time_limit, int | float) or time_limit <= 0:
         raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
+    values = _matrix_of(Z_or_A, grouping)
+    if grouping.optimal:
+        return grouping
+    scale = max(float(np.abs(values).max()), 1e-300)  # SCS's tolerances are absolute
+    bundle = _Bundle(values / scale, grouping, scale)
+    bundle.start(deadline=started + min(COLUMN_SECONDS, time_limit / 4))
+    rounds, last_round = 0, 0.0
+    while time.perf_counter() - started + last_round < time_limit:
+        round_started = time.perf_counter()
+        rounds += 1
+        round_bound = bundle.round(deadline=started + time_limit)
+        if on_round is not None:
+            on_round(rounds, round_bound * scale, bundle.best * scale)
+        last_round = time.perf_counter() - round_started
+        if bundle.converged():
+            break
+    bound = bundle.best * scale
+    facts = {
+        "bound": bound,
+        "default_bound": grouping.bound,
+        "rounds": rounds,
+        "seconds": time.perf_counter() - started,
+        "relaxations_solved": len(bundle.relaxations),
+    }
+    return dataclasses.replace(
+        grouping,
+        bound=max(bound, grouping.score),
+        optimal=relative_gap(bound, grouping.score) <= 1e-9,
+        info={**grouping.info, "certificate": facts},
+    )
+
+
+def _matrix_of(Z_or_A, grouping: Grouping) -> np.ndarray:
+    """The values [n, n] of ``Z_or_A`` in the grouping's task order, checked to be the matrix the
+    grouping was selected from (it scores what the grouping says)."""
     values, tasks = affinity_problem(Z_or_A, grouping.tasks)
     rescored = score(
         values,
@@ -262,92 +302,100 @@ def certify(
             f"the grouping scores {rescored:.6g} on this matrix, not its {grouping.score:.6g}: "
             "certify it against the matrix it was selected from"
         )
-    if grouping.optimal:
-        return grouping
-    n, budget = len(tasks), grouping.budget
-    scale = max(float(np.abs(values).max()), 1e-300)  # SCS's tolerances are absolute
-    z = values / scale
-    sets = heuristics.ServedSets(
-        z,
-        partition=grouping.partition,
-        singleton_score=None
-        if grouping.singleton_score is None
-        else grouping.singleton_score / scale,
-    )
-    lp = heuristics.upper_bound(sets, budget, _blocks_of(grouping), time_limit=3.0)
-    weights = dict(lp.weights or {})
-    columns = [c for c in lp.columns if math.isfinite(weights.setdefault(c, sets.of(c)))]
-    # good integer columns make good first prices
-    columns, *_ = greedy_column_generation(
-        z,
-        budget,
-        sets.rows,
-        columns,
-        weights,
-        tol=sets.tol,
-        deadline=started + min(COLUMN_SECONDS, time_limit / 4),
-    )
-    covers = list(cover_of(columns, n).T)
-    worth = [weights[c] for c in columns]
-    relaxations: dict[int, SizeRelaxation] = {}
-    best = lp.value if grouping.bound is None else min(lp.value, grouping.bound / scale)
-    target = grouping.score / scale
-    center, at_center, step = None, math.inf, FIRST_STEP
-    rounds, last_round = 0, 0.0
-    while time.perf_counter() - started + last_round < time_limit:
-        round_started = time.perf_counter()
-        rounds += 1
-        cover, values_of = np.array(covers).T, np.array(worth)
-        if center is None:
-            _, pi, _ = central_master(cover, values_of, budget)
-            model = -math.inf
+    return values
+
+
+class _Bundle:
+    """The proximal bundle method of the module docstring on ``z`` = Z / ``scale``: the cutting
+    planes (the master LP's columns, ``covers`` [n] each worth ``worth``; ``weights``: w of the
+    integer ones), the semidefinite relaxation of each group size met, the center, the step and
+    ``best``, the lowest bound so far (on ``z``). :meth:`start` first, then :meth:`round`."""
+
+    def __init__(self, z: np.ndarray, grouping: Grouping, scale: float):
+        self.z, self.n, self.budget = z, len(z), grouping.budget
+        self.grouping, self.scale = grouping, scale
+        self.sets = ServedSets(
+            z,
+            partition=grouping.partition,
+            singleton_score=None
+            if grouping.singleton_score is None
+            else grouping.singleton_score / scale,
+        )
+        self.target = grouping.score / scale
+        self.relaxations: dict[int, SizeRelaxation] = {}
+        self.center: np.ndarray | None = None
+        self.weights: dict[int, float] = {}
+        self.covers: list[np.ndarray] = []
+        self.worth: list[float] = []
+        self.best = math.inf
+        self.at_center, self.model, self.step = math.inf, -math.inf, FIRST_STEP
+
+    def start(self, deadline: float) -> None:
+        """The first cutting planes: the default bound's columns, then greedy column generation
+        from them until ``deadline`` (good integer columns make good first prices)."""
+        sets = self.sets
+        lp = upper_bound(sets, self.budget, served_masks(self.grouping), time_limit=3.0)
+        self.weights.update(lp.weights or {})
+        columns = [c for c in lp.columns if math.isfinite(self.weights.setdefault(c, sets.of(c)))]
+        columns, *_ = greedy_column_generation(
+            self.z, self.budget, sets.rows, columns, self.weights, tol=sets.tol, deadline=deadline
+        )
+        self.covers.extend(cover_of(columns, self.n).T)
+        self.worth.extend(self.weights[c] for c in columns)
+        bound = self.grouping.bound
+        self.best = lp.value if bound is None else min(lp.value, bound / self.scale)
+
+    def round(self, deadline: float) -> float:
+        """One round: prices from the model (the master's central duals first, then the proximal
+        step), the bound f at them, and the move of the center; returns f."""
+        cover, values_of = np.array(self.covers).T, np.array(self.worth)
+        if self.center is None:
+            _, pi, _ = central_master(cover, values_of, self.budget)
+            self.model = -math.inf
         else:
-            pi, model = proximal_master(cover, values_of, budget, center, step)
-        upper = size_relaxation(z, pi, partition=grouping.partition)
+            pi, self.model = proximal_master(cover, values_of, self.budget, self.center, self.step)
+        upper = self.size_bounds(pi, deadline)
+        round_bound = float(pi.sum() + self.budget * max(0.0, float(upper.max())))
+        self.best = min(self.best, round_bound)
+        at_center, model = self.at_center, self.model
+        if self.center is None or round_bound <= at_center - SERIOUS_STEP * (at_center - model):
+            if self.center is not None:
+                self.step *= 2.0
+            self.center, self.at_center = pi, round_bound
+        else:
+            self.step /= 2.0
+        return round_bound
+
+    def size_bounds(self, pi: np.ndarray, deadline: float) -> np.ndarray:
+        """``upper [n + 1]``: for each group size k, a bound on max f(S) over |S| = k at prices
+        ``pi`` (the semidefinite relaxation's for the sizes that can still set the bound, highest
+        first, until ``deadline``; the size relaxation's for the others), adding each relaxation's
+        solution and its rounding to the cutting planes."""
+        sets, n = self.sets, self.n
+        upper = size_relaxation(self.z, pi, partition=self.grouping.partition)
         if sets.singleton_score is not None:
             upper[1] = float(np.max(sets.singleton_score - pi))
         largest = float(upper[1])
         for k in np.argsort(-upper):  # the sizes that bound highest first
-            if upper[k] <= largest or time.perf_counter() - started >= time_limit:
+            if upper[k] <= largest or time.perf_counter() >= deadline:
                 break  # only sizes that can still set the bound
-            relaxation = relaxations.setdefault(
-                int(k), SizeRelaxation(n, int(k), grouping.partition)
+            relaxation = self.relaxations.setdefault(
+                int(k), SizeRelaxation(n, int(k), self.grouping.partition)
             )
-            bound_k, y, value = relaxation.solve(z, pi)
+            bound_k, y, value = relaxation.solve(self.z, pi)
             upper[k] = min(upper[k], bound_k)
             largest = max(largest, float(upper[k]))
-            covers.append(y)  # a cut of the model at these prices
-            worth.append(value)
+            self.covers.append(y)  # a cut of the model at these prices
+            self.worth.append(value)
             served = sum(1 << int(j) for j in np.flatnonzero(y > 0.5))
-            if served and served not in weights and math.isfinite(sets.of(served)):
-                weights[served] = sets.of(served)  # its rounding, an integer column
-                covers.append(cover_of([served], n)[:, 0])
-                worth.append(weights[served])
+            if served and served not in self.weights and math.isfinite(sets.of(served)):
+                self.weights[served] = sets.of(served)  # its rounding, an integer column
+                self.covers.append(cover_of([served], n)[:, 0])
+                self.worth.append(self.weights[served])
         # sizes not solved (out of time) keep the size relaxation's bound
-        round_bound = float(pi.sum() + budget * max(0.0, float(upper.max())))
-        best = min(best, round_bound)
-        if center is None or round_bound <= at_center - SERIOUS_STEP * (at_center - model):
-            if center is not None:
-                step *= 2.0
-            center, at_center = pi, round_bound
-        else:
-            step /= 2.0
-        if on_round is not None:
-            on_round(rounds, round_bound * scale, best * scale)
-        last_round = time.perf_counter() - round_started
-        if relative_gap(best, target) <= CLOSE_ENOUGH or at_center - model <= 1e-9 * abs(at_center):
-            break  # as tight as SCS can prove, or the model cannot improve on the center
-    bound = best * scale
-    facts = {
-        "bound": bound,
-        "default_bound": grouping.bound,
-        "rounds": rounds,
-        "seconds": time.perf_counter() - started,
-        "relaxations_solved": len(relaxations),
-    }
-    return dataclasses.replace(
-        grouping,
-        bound=max(bound, grouping.score),
-        optimal=relative_gap(bound, grouping.score) <= 1e-9,
-        info={**grouping.info, "certificate": facts},
-    )
+        return upper
+
+    def converged(self) -> bool:
+        """As tight as SCS can prove, or the model cannot improve on the center."""
+        close = relative_gap(self.best, self.target) <= CLOSE_ENOUGH
+        return close or self.at_center - self.model <= 1e-9 * abs(self.at_center)

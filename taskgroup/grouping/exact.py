@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,8 +69,10 @@ def served_set_values(
     return out
 
 
-def _partitions(n: int, budget: int):
-    """Every partition of range(n) into at most ``budget`` blocks, as lists of bitmasks."""
+def partitions(n: int, budget: int) -> Iterator[list[int]]:
+    """Every partition of range(n) into at most ``budget`` blocks, each a new list of bitmasks
+    (bit j = task j) in the order of their lowest tasks: Σ_{k ≤ budget} S(n, k) of them
+    (:func:`count_partitions`)."""
     blocks: list[int] = []
 
     def extend(j: int):
@@ -100,7 +102,7 @@ def count_partitions(n: int, budget: int) -> int:
 def exhaustive(w: np.ndarray, n: int, budget: int) -> Solution:
     """The best partition into at most ``budget`` served sets by enumerating all of them."""
     best_value, best_blocks, visited = -math.inf, None, 0
-    for blocks in _partitions(n, budget):
+    for blocks in partitions(n, budget):
         visited += 1
         value = float(w[blocks].sum())
         if value > best_value:
@@ -135,13 +137,41 @@ def branch_and_bound(
     prices (see the module docstring). ``incumbent``: served sets of a known grouping to prune
     with from the start. Stops at ``time_limit`` seconds with ``optimal=False``."""
     started = time.perf_counter()
-    full = (1 << n) - 1
     lp = lp_bound_table(w, n, budget, initial=incumbent or ())
-    pi, lam = lp.pi, lp.lam
-    price_of = subset_sums(pi)
     scale = max(1.0, float(np.abs(w[np.isfinite(w)]).max()) * n)
     tol = 1e-12 * scale
+    best_value, best_blocks, nodes, open_bound = _depth_first(
+        w,
+        n,
+        budget,
+        lp.pi,
+        lp.lam,
+        _starting_grouping(w, n, incumbent),
+        tol=tol,
+        started=started,
+        time_limit=time_limit,
+    )
+    optimal = open_bound <= best_value + tol
+    bound = best_value if optimal else max(best_value, min(open_bound, lp.value))
+    return Solution(
+        best_blocks,
+        best_value,
+        bound,
+        optimal,
+        {
+            "search": "branch_and_bound",
+            "nodes": nodes,
+            "lp_bound": lp.value,
+            "lp_columns": len(lp.columns),
+        },
+    )
 
+
+def _starting_grouping(
+    w: np.ndarray, n: int, incumbent: Sequence[int] | None
+) -> tuple[float, list[int]]:
+    """``(value, blocks)`` of the better of one group for all tasks and ``incumbent``."""
+    full = (1 << n) - 1
     best_blocks = [full] if math.isfinite(w[full]) else None
     best_value = float(w[full])
     if incumbent is not None:
@@ -150,7 +180,27 @@ def branch_and_bound(
             best_value, best_blocks = value, list(incumbent)
     if best_blocks is None:
         raise ValueError("no admissible grouping: every task needs a partner")
+    return best_value, best_blocks
 
+
+def _depth_first(
+    w: np.ndarray,
+    n: int,
+    budget: int,
+    pi: np.ndarray,
+    lam: float,
+    start: tuple[float, list[int]],
+    *,
+    tol: float,
+    started: float,
+    time_limit: float | None,
+) -> tuple[float, list[int], int, float]:
+    """The search of :func:`branch_and_bound` from the grouping ``start`` (value, blocks) at the
+    prices ``pi``, ``lam``: ``(best value, its blocks, nodes, open bound)``, the open bound the
+    largest bound of an unexplored node when the time limit stopped it (−inf when it finished)."""
+    full = (1 << n) - 1
+    price_of = subset_sums(pi)
+    best_value, best_blocks = start
     # stack entries: (bound, tasks left to serve, blocks left, value so far, blocks so far)
     stack: list[tuple[float, int, int, float, tuple[int, ...]]] = [
         (float(price_of[full] + budget * lam), full, budget, 0.0, ())
@@ -189,17 +239,4 @@ def branch_and_bound(
                 (float(child_bound[c]), rest ^ sub, left - 1, value + float(w[sub]), (*blocks, sub))
             )
     open_bound = max((entry[0] for entry in stack), default=-math.inf) if stopped else -math.inf
-    optimal = not stopped or open_bound <= best_value + tol
-    bound = best_value if optimal else max(best_value, min(open_bound, lp.value))
-    return Solution(
-        list(best_blocks),
-        best_value,
-        bound,
-        optimal,
-        {
-            "search": "branch_and_bound",
-            "nodes": nodes,
-            "lp_bound": lp.value,
-            "lp_columns": len(lp.columns),
-        },
-    )
+    return best_value, list(best_blocks), nodes, open_bound

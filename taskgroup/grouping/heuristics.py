@@ -42,6 +42,7 @@ from taskgroup.grouping.bounds import (
     lp_bound_table,
     mask_members,
 )
+from taskgroup.grouping.exact import served_set_values
 from taskgroup.grouping.objective import served_sets_values
 
 TABLE_TASKS = 20
@@ -113,6 +114,11 @@ def repair(sets: ServedSets, blocks: Sequence[int], budget: int) -> list[int]:
     return blocks
 
 
+# A move of local search, (kind, x, y): "move" task x to block y (y = number of blocks: a new
+# block), "swap" tasks x and y between their blocks, or "merge" block y into block x.
+_Move = tuple[str, int, int]
+
+
 def local_search(
     sets: ServedSets, blocks: Sequence[int], budget: int, max_rounds: int = 10_000
 ) -> list[int]:
@@ -122,72 +128,98 @@ def local_search(
     n = sets.n
     blocks = [b for b in blocks if b]
     for _ in range(max_rounds):
-        k = len(blocks)
         member = sets.member(blocks)
         current = sets.rows(member)
         labels = _labels(blocks, n)
-        tasks = np.arange(n)
         best_gain, best_move = sets.tol, None
-
-        # moves: task j leaves its block for block t (t = k: a new block)
-        left = member[labels].copy()
-        left[tasks, tasks] = False
-        w_left = sets.rows(left)
-        targets = np.zeros((n, k + 1, n), dtype=bool)
-        targets[:, :k] = member[None, :, :]
-        targets[tasks, :, tasks] = True
-        w_to = sets.rows(targets.reshape(-1, n)).reshape(n, k + 1)
-        gain = w_left[:, None] + w_to - current[labels][:, None] - np.append(current, 0.0)
-        gain[tasks, labels] = -np.inf
-        if k >= budget:
-            gain[:, k] = -np.inf
-        gain[~np.isfinite(gain)] = -np.inf
-        j, t = np.unravel_index(int(np.argmax(gain)), gain.shape)
-        if gain[j, t] > best_gain:
-            best_gain, best_move = float(gain[j, t]), ("move", int(j), int(t))
-
-        # swaps: j and l exchange blocks
-        if k > 1:
-            jj, ll = np.nonzero(labels[:, None] < labels[None, :])
-            if jj.size:
-                a, b = labels[jj], labels[ll]
-                new_a = member[a].copy()
-                new_b = member[b].copy()
-                rows = np.arange(len(jj))
-                new_a[rows, jj], new_a[rows, ll] = False, True
-                new_b[rows, ll], new_b[rows, jj] = False, True
-                swap_gain = sets.rows(new_a) + sets.rows(new_b) - current[a] - current[b]
-                swap_gain[~np.isfinite(swap_gain)] = -np.inf
-                s = int(np.argmax(swap_gain))
-                if swap_gain[s] > best_gain:
-                    best_gain, best_move = float(swap_gain[s]), ("swap", int(jj[s]), int(ll[s]))
-
-            # merges of two blocks
-            aa, bb = np.triu_indices(k, 1)
-            merge_gain = sets.rows(member[aa] | member[bb]) - current[aa] - current[bb]
-            merge_gain[~np.isfinite(merge_gain)] = -np.inf
-            m = int(np.argmax(merge_gain))
-            if merge_gain[m] > best_gain:
-                best_gain, best_move = float(merge_gain[m]), ("merge", int(aa[m]), int(bb[m]))
-
+        for gain, move in (
+            _best_task_move(sets, member, current, labels, budget),
+            _best_swap(sets, member, current, labels),
+            _best_merge(sets, member, current),
+        ):
+            if gain > best_gain:
+                best_gain, best_move = gain, move
         if best_move is None:
             return blocks
-        kind, x, y = best_move
-        if kind == "move":
-            blocks[labels[x]] &= ~(1 << x)
-            if y == k:
-                blocks.append(1 << x)
-            else:
-                blocks[y] |= 1 << x
-        elif kind == "swap":
-            a, b = labels[x], labels[y]
-            blocks[a] = blocks[a] & ~(1 << x) | (1 << y)
-            blocks[b] = blocks[b] & ~(1 << y) | (1 << x)
-        else:
-            blocks[x] |= blocks[y]
-            blocks[y] = 0
-        blocks = [b for b in blocks if b]
+        blocks = _moved(blocks, best_move, labels)
     return blocks
+
+
+def _best_task_move(
+    sets: ServedSets, member: np.ndarray, current: np.ndarray, labels: np.ndarray, budget: int
+) -> tuple[float, _Move]:
+    """The best move of one task to another block (or to a new block while fewer than
+    ``budget``). ``member`` [k, n] bool, ``current`` [k] their w, ``labels`` [n] their block."""
+    n, k = sets.n, len(member)
+    tasks = np.arange(n)
+    left = member[labels].copy()
+    left[tasks, tasks] = False
+    w_left = sets.rows(left)
+    targets = np.zeros((n, k + 1, n), dtype=bool)
+    targets[:, :k] = member[None, :, :]
+    targets[tasks, :, tasks] = True
+    w_to = sets.rows(targets.reshape(-1, n)).reshape(n, k + 1)
+    gain = w_left[:, None] + w_to - current[labels][:, None] - np.append(current, 0.0)
+    gain[tasks, labels] = -np.inf
+    if k >= budget:
+        gain[:, k] = -np.inf
+    gain[~np.isfinite(gain)] = -np.inf
+    j, t = np.unravel_index(int(np.argmax(gain)), gain.shape)
+    return float(gain[j, t]), ("move", int(j), int(t))
+
+
+def _best_swap(
+    sets: ServedSets, member: np.ndarray, current: np.ndarray, labels: np.ndarray
+) -> tuple[float, _Move | None]:
+    """The best exchange of two tasks of different blocks (−inf when there is none)."""
+    if len(member) < 2:
+        return -math.inf, None
+    jj, ll = np.nonzero(labels[:, None] < labels[None, :])
+    if not jj.size:
+        return -math.inf, None
+    a, b = labels[jj], labels[ll]
+    new_a = member[a].copy()
+    new_b = member[b].copy()
+    rows = np.arange(len(jj))
+    new_a[rows, jj], new_a[rows, ll] = False, True
+    new_b[rows, ll], new_b[rows, jj] = False, True
+    swap_gain = sets.rows(new_a) + sets.rows(new_b) - current[a] - current[b]
+    swap_gain[~np.isfinite(swap_gain)] = -np.inf
+    s = int(np.argmax(swap_gain))
+    return float(swap_gain[s]), ("swap", int(jj[s]), int(ll[s]))
+
+
+def _best_merge(
+    sets: ServedSets, member: np.ndarray, current: np.ndarray
+) -> tuple[float, _Move | None]:
+    """The best merge of two blocks (−inf when there is one block)."""
+    if len(member) < 2:
+        return -math.inf, None
+    aa, bb = np.triu_indices(len(member), 1)
+    merge_gain = sets.rows(member[aa] | member[bb]) - current[aa] - current[bb]
+    merge_gain[~np.isfinite(merge_gain)] = -np.inf
+    m = int(np.argmax(merge_gain))
+    return float(merge_gain[m]), ("merge", int(aa[m]), int(bb[m]))
+
+
+def _moved(blocks: list[int], move: _Move, labels: np.ndarray) -> list[int]:
+    """``blocks`` after ``move`` (``labels`` [n]: each task's block before it), empty blocks
+    dropped; ``blocks`` is changed in place."""
+    kind, x, y = move
+    if kind == "move":
+        blocks[labels[x]] &= ~(1 << x)
+        if y == len(blocks):
+            blocks.append(1 << x)
+        else:
+            blocks[y] |= 1 << x
+    elif kind == "swap":
+        a, b = labels[x], labels[y]
+        blocks[a] = blocks[a] & ~(1 << x) | (1 << y)
+        blocks[b] = blocks[b] & ~(1 << y) | (1 << x)
+    else:
+        blocks[x] |= blocks[y]
+        blocks[y] = 0
+    return [b for b in blocks if b]
 
 
 def beam(sets: ServedSets, budget: int, width: int = 8, kicks: int = 0) -> list[int]:
@@ -331,8 +363,6 @@ def upper_bound(
     ``columns``: served sets of known groupings to start from."""
     n = sets.n
     if n <= TABLE_TASKS:
-        from taskgroup.grouping.exact import served_set_values
-
         table = served_set_values(
             sets.values, partition=sets.partition, singleton_score=sets.singleton_score
         )

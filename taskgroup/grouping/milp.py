@@ -27,42 +27,24 @@ Beyond 22 tasks: price and branch only, certified by the (looser) bound of
 from __future__ import annotations
 
 import math
-import os
-import sys
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import scipy.sparse as sp
 
-from taskgroup.grouping.bounds import cover_of, subset_sums
+from taskgroup.grouping.bounds import (
+    LPBound,
+    cover_of,
+    lp_bound_table,
+    silence_highs_banner,
+    subset_sums,
+)
 from taskgroup.grouping.exact import Solution
 
 FULL_TASKS = 12
 MAX_COLUMNS = 200_000
-_banner_silenced = False
-
-
-def _silence_banner() -> None:
-    """highspy prints a copyright banner to the process's stdout (from C++) when its first
-    solver object is made; make that first object with stdout pointed at /dev/null, so the CLI's
-    output stays the user's."""
-    global _banner_silenced
-    if _banner_silenced:
-        return
-    import highspy
-
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            highspy.Highs()
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-    _banner_silenced = True
 
 
 class NoSolution(RuntimeError):
@@ -91,7 +73,7 @@ class SetPartitionModel:
 
     def solve(self, budget: int, time_limit: float | None) -> tuple[list[int], float, bool]:
         """(chosen columns, HiGHS's upper bound on this model's optimum, proven optimal)."""
-        _silence_banner()
+        silence_highs_banner()
         self.budget.value = float(budget)
         options = {"mip_rel_gap": 1e-9, "mip_abs_gap": 1e-12, "output_flag": False}
         if time_limit is not None:
@@ -131,36 +113,82 @@ def solve(
     time_limit: float | None = 60.0,
     table: np.ndarray | None = None,
     incumbent: Iterable[int] = (),
-    bound_of=None,
+    bound_of: Callable[[int, list[int]], LPBound] | None = None,
     model_cache: dict | None = None,
 ) -> Solution:
     """Solve the model (see the module docstring). ``table``: w over all served sets (needed up
     to ``exact.MAX_TASKS`` tasks); ``incumbent``: served sets of known groupings, added as
     columns; ``bound_of(budget, columns)`` → ``LPBound`` for n beyond the table;
     ``model_cache``: reuse one compiled full model across budgets."""
-    from taskgroup.grouping.bounds import lp_bound_table
-
     started = time.perf_counter()
     n = len(values)
     incumbent = list(incumbent)
     if n <= FULL_TASKS:
-        finite = np.flatnonzero(np.isfinite(table))
-        columns = [int(c) for c in finite if c]
         key = ("full", partition, singleton_score)
-        model = (model_cache or {}).get(key)
-        if model is None:
-            model = SetPartitionModel(columns, table[columns], n)
-            if model_cache is not None:
-                model_cache[key] = model
-        chosen, bound, proven = model.solve(budget, time_limit)
-        value = float(table[chosen].sum())
-        return Solution(
-            chosen,
-            value,
-            value if proven else max(value, bound),
-            proven,
-            {"columns": len(columns), "model": "all served sets"},
-        )
+        return _solve_full(table, n, budget, time_limit, key, model_cache)
+    lp, weight_of, columns = _lp_columns(table, n, budget, incumbent, bound_of)
+    model = SetPartitionModel(columns, np.array([weight_of[c] for c in columns]), n)
+    chosen, _, _ = model.solve(budget, _seconds_left(started, time_limit))
+    value = float(sum(weight_of[c] for c in chosen))
+    tol = 1e-9 * max(1.0, abs(lp.value))
+    info = {
+        "model": "columns from LP column generation",
+        "columns": len(columns),
+        "lp_bound": lp.value,
+    }
+    if lp.value - value <= tol:
+        return Solution(chosen, value, value, True, info)
+    if table is None:
+        return Solution(chosen, value, lp.value, False, info)
+    return _solve_admissible(
+        table, lp, chosen, value, n, budget, tol, info, started=started, time_limit=time_limit
+    )
+
+
+def _seconds_left(started: float, time_limit: float | None) -> float | None:
+    """What is left of ``time_limit`` since ``started`` (at least 1 s; ``None``: no limit)."""
+    if time_limit is None:
+        return None
+    return max(1.0, time_limit - (time.perf_counter() - started))
+
+
+def _solve_full(
+    table: np.ndarray,
+    n: int,
+    budget: int,
+    time_limit: float | None,
+    key: tuple,
+    model_cache: dict | None,
+) -> Solution:
+    """The model over every served set (n ≤ ``FULL_TASKS``), compiled once per ``key`` in
+    ``model_cache``."""
+    finite = np.flatnonzero(np.isfinite(table))
+    columns = [int(c) for c in finite if c]
+    model = (model_cache or {}).get(key)
+    if model is None:
+        model = SetPartitionModel(columns, table[columns], n)
+        if model_cache is not None:
+            model_cache[key] = model
+    chosen, bound, proven = model.solve(budget, time_limit)
+    value = float(table[chosen].sum())
+    return Solution(
+        chosen,
+        value,
+        value if proven else max(value, bound),
+        proven,
+        {"columns": len(columns), "model": "all served sets"},
+    )
+
+
+def _lp_columns(
+    table: np.ndarray | None,
+    n: int,
+    budget: int,
+    incumbent: list[int],
+    bound_of: Callable[[int, list[int]], LPBound] | None,
+) -> tuple[LPBound, dict[int, float], list[int]]:
+    """``(LP bound, w of each column, columns)``: the served sets of the LP bound's column
+    generation (over ``table``, else ``bound_of``) and of ``incumbent`` that can be served."""
     if table is not None:
         lp = lp_bound_table(table, n, budget, initial=incumbent)
         weight_of = {c: float(table[c]) for c in lp.columns}
@@ -175,25 +203,25 @@ def solve(
         for c in dict.fromkeys([*lp.columns, *incumbent])
         if math.isfinite(weight_of.get(c, -math.inf))
     ]
+    return lp, weight_of, columns
 
-    def remaining() -> float | None:
-        if time_limit is None:
-            return None
-        return max(1.0, time_limit - (time.perf_counter() - started))
 
-    model = SetPartitionModel(columns, np.array([weight_of[c] for c in columns]), n)
-    chosen, _, _ = model.solve(budget, remaining())
-    value = float(sum(weight_of[c] for c in chosen))
-    tol = 1e-9 * max(1.0, abs(lp.value))
-    info = {
-        "model": "columns from LP column generation",
-        "columns": len(columns),
-        "lp_bound": lp.value,
-    }
-    if lp.value - value <= tol:
-        return Solution(chosen, value, value, True, info)
-    if table is None:
-        return Solution(chosen, value, lp.value, False, info)
+def _solve_admissible(
+    table: np.ndarray,
+    lp: LPBound,
+    chosen: list[int],
+    value: float,
+    n: int,
+    budget: int,
+    tol: float,
+    info: dict,
+    *,
+    started: float,
+    time_limit: float | None,
+) -> Solution:
+    """Improve on ``chosen`` (worth ``value``) over every served set that could be in a better
+    grouping, listed from the full ``table``: exact unless there are more than ``MAX_COLUMNS``
+    of them. ``started``, ``time_limit``: of the whole solve."""
     # A grouping better than `value` can only use served sets P whose reduced cost
     # w(P) − π(P) − λ is at least value − LP bound: the LP prices make every other set too
     # expensive. With the full table all of them can be listed, and the model over them is exact.
@@ -204,7 +232,7 @@ def solve(
         return Solution(chosen, value, lp.value, False, info | {"too_many_columns": True})
     columns = [int(c) for c in dict.fromkeys([*admissible.tolist(), *chosen])]
     model = SetPartitionModel(columns, table[columns], n)
-    better, bound, proven = model.solve(budget, remaining())
+    better, bound, proven = model.solve(budget, _seconds_left(started, time_limit))
     better_value = float(table[better].sum())
     if better_value >= value:
         chosen, value = better, better_value

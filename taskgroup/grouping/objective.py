@@ -416,6 +416,16 @@ def relative_gap(bound: float, value: float) -> float:
     return max(0.0, (bound - value) / max(abs(bound), abs(value), 1e-12))
 
 
+def served_masks(grouping: Grouping) -> list[int]:
+    """The served sets of ``grouping`` as bitmasks over its task order (bit j = ``tasks[j]``),
+    one per group that serves a task: the blocks the solvers work with."""
+    index = {t: j for j, t in enumerate(grouping.tasks)}
+    blocks: dict[int, int] = {}
+    for t, g in grouping.serves.items():
+        blocks[g] = blocks.get(g, 0) | (1 << index[t])
+    return list(blocks.values())
+
+
 def make_grouping(
     values: np.ndarray,
     tasks: Sequence[str],

@@ -36,14 +36,35 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from taskgroup.grouping import exact, heuristics, milp
-from taskgroup.grouping.bounds import mask_members
+from taskgroup.grouping.bounds import LPBound, mask_members
+from taskgroup.grouping.exact import (
+    MAX_TASKS,
+    Solution,
+    branch_and_bound,
+    check_size,
+    count_partitions,
+    exhaustive,
+    served_set_values,
+)
+from taskgroup.grouping.heuristics import (
+    ServedSets,
+    beam,
+    community,
+    local_search,
+    restarts,
+    spectral,
+    upper_bound,
+)
+from taskgroup.grouping.hoa import PairTable
+from taskgroup.grouping.milp import NoSolution, SetPartitionModel
+from taskgroup.grouping.milp import solve as solve_milp
 from taskgroup.grouping.objective import (
     Grouping,
     affinity_problem,
     check_singleton_score,
     make_grouping,
     relative_gap,
+    served_masks,
     served_set_value,
 )
 
@@ -72,16 +93,14 @@ class _Problem:
         self.values, self.tasks = values, tasks
         self.n = len(tasks)
         self.partition, self.singleton_score, self.seed = partition, singleton_score, seed
-        self.sets = heuristics.ServedSets(
-            values, partition=partition, singleton_score=singleton_score
-        )
+        self.sets = ServedSets(values, partition=partition, singleton_score=singleton_score)
         self._table: np.ndarray | None = None
         self.model_cache: dict = {}
 
     @property
     def table(self) -> np.ndarray:
         if self._table is None:
-            self._table = exact.served_set_values(
+            self._table = served_set_values(
                 self.values, partition=self.partition, singleton_score=self.singleton_score
             )
         return self._table
@@ -131,15 +150,12 @@ def _solve(
     time_limit: float | None,
     warm: Sequence[int] | None = None,
 ) -> Grouping:
+    """Solve ``problem`` at ``budget`` by ``method`` (``warm``: served sets of a grouping to
+    start from, such as the previous budget's)."""
     started = time.perf_counter()
-    n, sets = problem.n, problem.sets
     info: dict = {}
     if method == "auto":
-        if n <= AUTO_EXACT_TASKS:
-            info["auto"] = "exact"
-            method = "exact"
-            time_limit = AUTO_TIME_LIMIT if time_limit is None else time_limit
-        else:
+        if problem.n > AUTO_EXACT_TASKS:
             info["auto"] = f"best of {', '.join(AUTO_HEURISTICS)}, price-and-branch"
             return _heuristic(
                 problem,
@@ -151,35 +167,13 @@ def _solve(
                 info,
                 price_and_branch=True,
             )
+        info["auto"] = "exact"
+        method = "exact"
+        time_limit = AUTO_TIME_LIMIT if time_limit is None else time_limit
     if method == "exact":
-        exact.check_size(n, "exact")
-        table = problem.table
-        if exact.count_partitions(n, budget) <= EXHAUSTIVE_PARTITIONS:
-            solution = exact.exhaustive(table, n, budget)
-        else:
-            incumbent = heuristics.beam(sets, budget, width=1)
-            if warm is not None and sets.total(warm) > sets.total(incumbent):
-                incumbent = list(warm)
-            solution = exact.branch_and_bound(
-                table, n, budget, incumbent=incumbent, time_limit=time_limit
-            )
+        solution = _solve_exact(problem, budget, time_limit, warm)
     elif method == "milp":
-        warm_blocks = list(warm or [])
-        if n > exact.MAX_TASKS:
-            warm_blocks += heuristics.beam(sets, budget, width=8, kicks=30)
-        solution = milp.solve(
-            problem.values,
-            budget,
-            partition=problem.partition,
-            singleton_score=problem.singleton_score,
-            time_limit=MILP_TIME_LIMIT if time_limit is None else time_limit,
-            table=problem.table if n <= exact.MAX_TASKS else None,
-            incumbent=warm_blocks,
-            bound_of=lambda b, columns: heuristics.upper_bound(
-                sets, b, columns, time_limit=BOUND_TIME_LIMIT
-            ),
-            model_cache=problem.model_cache,
-        )
+        solution = _solve_milp(problem, budget, time_limit, warm)
     else:
         return _heuristic(problem, budget, (method,), time_limit, warm, started, info)
     info |= solution.info
@@ -195,6 +189,44 @@ def _solve(
         optimal=solution.optimal,
         seconds=time.perf_counter() - started,
         info=info,
+    )
+
+
+def _solve_exact(
+    problem: _Problem, budget: int, time_limit: float | None, warm: Sequence[int] | None
+) -> Solution:
+    """Exhaustive enumeration up to ``EXHAUSTIVE_PARTITIONS`` partitions, else branch and bound
+    from the better of greedy merging and ``warm``."""
+    n, sets = problem.n, problem.sets
+    check_size(n, "exact")
+    table = problem.table
+    if count_partitions(n, budget) <= EXHAUSTIVE_PARTITIONS:
+        return exhaustive(table, n, budget)
+    incumbent = beam(sets, budget, width=1)
+    if warm is not None and sets.total(warm) > sets.total(incumbent):
+        incumbent = list(warm)
+    return branch_and_bound(table, n, budget, incumbent=incumbent, time_limit=time_limit)
+
+
+def _solve_milp(
+    problem: _Problem, budget: int, time_limit: float | None, warm: Sequence[int] | None
+) -> Solution:
+    """The set-partitioning MILP: over the table of w up to ``exact.MAX_TASKS`` tasks, beyond
+    over the LP bound's columns, ``warm`` and the beam search's served sets."""
+    n, sets = problem.n, problem.sets
+    warm_blocks = list(warm or [])
+    if n > MAX_TASKS:
+        warm_blocks += beam(sets, budget, width=8, kicks=30)
+    return solve_milp(
+        problem.values,
+        budget,
+        partition=problem.partition,
+        singleton_score=problem.singleton_score,
+        time_limit=MILP_TIME_LIMIT if time_limit is None else time_limit,
+        table=problem.table if n <= MAX_TASKS else None,
+        incumbent=warm_blocks,
+        bound_of=lambda b, columns: upper_bound(sets, b, columns, time_limit=BOUND_TIME_LIMIT),
+        model_cache=problem.model_cache,
     )
 
 
@@ -216,20 +248,20 @@ def _heuristic(
     found: dict[str, list[int]] = {}
     for name in methods:
         if name == "beam":
-            found[name] = heuristics.beam(sets, budget, width=8, kicks=30)
+            found[name] = beam(sets, budget, width=8, kicks=30)
         elif name == "greedy":
-            found[name] = heuristics.beam(sets, budget, width=1)
+            found[name] = beam(sets, budget, width=1)
         elif name == "spectral":
-            found[name] = heuristics.spectral(sets, budget, seed=problem.seed)
+            found[name] = spectral(sets, budget, seed=problem.seed)
         elif name == "restarts":
-            found[name] = heuristics.restarts(sets, budget, seed=problem.seed)
+            found[name] = restarts(sets, budget, seed=problem.seed)
         else:
-            found[name] = heuristics.community(sets, budget)
+            found[name] = community(sets, budget)
     if warm is not None:
-        polished = heuristics.local_search(sets, list(warm), budget)
+        polished = local_search(sets, list(warm), budget)
         if all(sets.total(polished) > sets.total(blocks) for blocks in found.values()):
             found["local search"] = polished  # of the warm start
-    bound = heuristics.upper_bound(
+    bound = upper_bound(
         sets,
         budget,
         [b for found_blocks in found.values() for b in found_blocks],
@@ -263,7 +295,7 @@ def _heuristic(
 
 
 def _price_and_branch(
-    problem: _Problem, budget: int, bound: heuristics.LPBound, groupings: Iterable[list[int]]
+    problem: _Problem, budget: int, bound: LPBound, groupings: Iterable[list[int]]
 ) -> list[int]:
     """The best grouping whose served sets are all columns of the LP bound's column generation
     or of ``groupings``: the set-partitioning MILP over them (HiGHS, at most
@@ -277,29 +309,18 @@ def _price_and_branch(
         for c in dict.fromkeys([*bound.columns, *(b for g in groupings for b in g)])
         if math.isfinite(weights.setdefault(c, sets.of(c)))
     ]
-    model = milp.SetPartitionModel(columns, np.array([weights[c] for c in columns]), problem.n)
+    model = SetPartitionModel(columns, np.array([weights[c] for c in columns]), problem.n)
     try:
         chosen, _, _ = model.solve(budget, PRICE_AND_BRANCH_SECONDS)
-    except milp.NoSolution:
+    except NoSolution:
         chosen = max(groupings, key=sets.total)
-    return heuristics.local_search(sets, chosen, budget)
-
-
-def _blocks_of(grouping: Grouping) -> list[int]:
-    """The served sets of a grouping (bitmasks over its task order)."""
-    index = {t: j for j, t in enumerate(grouping.tasks)}
-    blocks: dict[int, int] = {}
-    for t, g in grouping.serves.items():
-        blocks[g] = blocks.get(g, 0) | (1 << index[t])
-    return list(blocks.values())
+    return local_search(sets, chosen, budget)
 
 
 def _inputs(Z_or_A, tasks, method: str, singleton_score):
     """``(values, names, singleton_score, solver method, hoa facts or None)``: a
-    :class:`~taskgroup.grouping.pairs.PairTable` with ``method="hoa"`` becomes its exact TAG
-    score matrix with singletons worth 0 (see :mod:`taskgroup.grouping.pairs`)."""
-    from taskgroup.grouping.pairs import PairTable
-
+    :class:`~taskgroup.grouping.hoa.PairTable` with ``method="hoa"`` becomes its exact TAG
+    score matrix with singletons worth 0 (see :mod:`taskgroup.grouping.hoa`)."""
     if method != "hoa" and not isinstance(Z_or_A, PairTable):
         values, names = affinity_problem(Z_or_A, tasks)
         return values, names, check_singleton_score(singleton_score), method, None
@@ -359,7 +380,7 @@ def select_groups(
         method: ``"auto"``, ``"exact"``, ``"milp"``, ``"beam"``, ``"greedy"``, ``"spectral"``
             or ``"community"`` (see :mod:`taskgroup.grouping.select`); ``"hoa"`` when
             ``Z_or_A`` is a :class:`~taskgroup.grouping.PairTable` (Standley's higher-order
-            approximation, :mod:`taskgroup.grouping.pairs`; its score is Σ_t (1 − est_t /
+            approximation, :mod:`taskgroup.grouping.hoa`; its score is Σ_t (1 − est_t /
             single_t), ``info["cost"]`` what the table cost).
         partition: only disjoint groups.
         singleton_score: ``None`` (TAG: a task alone serves nothing) or the value of a task
@@ -376,7 +397,7 @@ def select_groups(
     values, names, singleton_score, method, hoa = _inputs(Z_or_A, tasks, method, singleton_score)
     _check(budget, len(names), method, partition, time_limit, singleton_score)
     if method == "exact":
-        exact.check_size(len(names), "exact")
+        check_size(len(names), "exact")
     problem = _Problem(values, names, bool(partition), singleton_score, int(seed))
     grouping = _solve(problem, int(budget), method, time_limit)
     return grouping if hoa is None else _as_hoa(grouping, hoa)
@@ -405,11 +426,11 @@ def sweep(
     for b in chosen:
         _check(b, n, method, partition, time_limit, singleton_score)
     if method == "exact":
-        exact.check_size(n, "exact")
+        check_size(n, "exact")
     problem = _Problem(values, names, bool(partition), singleton_score, int(seed))
     out: list[Grouping] = []
     for b in chosen:
-        warm = _blocks_of(out[-1]) if out else None
+        warm = served_masks(out[-1]) if out else None
         grouping = _solve(problem, int(b), method, time_limit, warm)
         if out and grouping.score < out[-1].score:
             # a time-limited solver can end below the smaller budget's grouping, which is

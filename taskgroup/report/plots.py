@@ -106,17 +106,44 @@ def grouping_graph(
     helps, red hurts, width ∝ |Z|; beyond 10 tasks only the ``max_edges`` (default 3n)
     strongest are drawn. Each group is a coloured outline; a task's label gives the affinity onto
     it from the group that serves it."""
-    import networkx as nx
-    from matplotlib.patches import Polygon
-    from scipy.spatial import ConvexHull
-
-    from taskgroup.grouping.heuristics import similarity
-
     tasks = list(affinity.tasks)
     if list(grouping.tasks) != tasks:
         raise ValueError("the grouping was made for other tasks than this affinity matrix")
     n = len(tasks)
     values = affinity.values
+    xy = _graph_layout(values, tasks, grouping)
+    edges = _strongest_edges(values, max_edges)
+    fig = Figure(figsize=(2.5 + 0.35 * n, 2.0 + 0.35 * n))
+    ax = fig.add_subplot()
+    _draw_group_outlines(ax, grouping, tasks, xy)
+    labels = {i: f"{t}\n{grouping.values[t]:+.2g}" for i, t in enumerate(tasks)}
+    _draw_affinity_graph(ax, values, edges, xy, labels)
+    ax.plot([], [], color="#2166ac", label="i → j helps (Z > 0)")
+    ax.plot([], [], color="#b2182b", label="i → j hurts (Z < 0)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_axis_off()
+    ax.autoscale_view()
+    status = (
+        "optimal"
+        if grouping.optimal
+        else (f"gap ≤ {100 * grouping.gap:.1f}%" if grouping.gap is not None else "no bound")
+    )
+    ax.set_title(
+        f"{len(grouping.groups)} groups, budget {grouping.budget}: score {grouping.score:.3g}"
+        f" ({status}, {grouping.method})",
+        fontsize=9,
+    )
+    return _png(fig)
+
+
+def _graph_layout(values: np.ndarray, tasks: list[str], grouping: Grouping) -> np.ndarray:
+    """Node positions ``[n, 2]``: a spring layout (seeded) whose springs pull together tasks with
+    positive symmetrised affinity and, more strongly, members of one group."""
+    import networkx as nx
+
+    from taskgroup.grouping.heuristics import similarity
+
+    n = len(tasks)
     sym = similarity(values)
     peak = float(np.abs(sym).max()) or 1.0
     layout = nx.Graph()
@@ -126,19 +153,26 @@ def grouping_graph(
             together = any(tasks[i] in g and tasks[j] in g for g in grouping.groups)
             layout.add_edge(i, j, weight=0.05 + max(sym[i, j], 0.0) / peak + 1.0 * together)
     pos = nx.spring_layout(layout, weight="weight", seed=0) if n > 1 else {0: np.zeros(2)}
-    xy = np.array([pos[i] for i in range(n)])
+    return np.array([pos[i] for i in range(n)])
 
+
+def _strongest_edges(values: np.ndarray, max_edges: int | None) -> list[tuple[int, int]]:
+    """The directed edges i → j (i ≠ j) by decreasing |Z[i, j]|: all of them up to 10 tasks,
+    else the ``max_edges`` (default 3n) strongest."""
+    n = len(values)
     edges = [(i, j) for i in range(n) for j in range(n) if i != j]
     limit = max_edges if max_edges is not None else (len(edges) if n <= 10 else 3 * n)
-    edges = sorted(edges, key=lambda e: -abs(values[e]))[:limit]
-    strongest = max((abs(values[e]) for e in edges), default=1.0) or 1.0
-    graph = nx.DiGraph()
-    graph.add_nodes_from(range(n))
-    graph.add_edges_from(edges)
+    return sorted(edges, key=lambda e: -abs(values[e]))[:limit]
 
-    fig = Figure(figsize=(2.5 + 0.35 * n, 2.0 + 0.35 * n))
-    ax = fig.add_subplot()
-    span = float(np.ptp(xy, axis=0).max()) if n > 1 else 1.0
+
+def _draw_group_outlines(ax, grouping: Grouping, tasks: list[str], xy: np.ndarray) -> None:
+    """Each group as a tinted convex hull around its members' nodes, outlined in its colour and
+    labelled in the legend; successive groups get wider margins, so overlapping outlines stay
+    apart."""
+    from matplotlib.patches import Polygon
+    from scipy.spatial import ConvexHull
+
+    span = float(np.ptp(xy, axis=0).max()) if len(tasks) > 1 else 1.0
     for g, members in enumerate(grouping.groups):
         radius = span * (0.07 + 0.025 * (g % 4))
         angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
@@ -157,6 +191,20 @@ def grouping_graph(
                 label=f"group {g + 1}: {len(members)} tasks",
             )
         )
+
+
+def _draw_affinity_graph(
+    ax, values: np.ndarray, edges: list[tuple[int, int]], xy: np.ndarray, labels: dict[int, str]
+) -> None:
+    """The ``edges`` i → j coloured by the sign of Z[i, j] (blue helps, red hurts), width ∝ |Z|,
+    then the task nodes at ``xy`` with their ``labels``."""
+    import networkx as nx
+
+    n = len(xy)
+    strongest = max((abs(values[e]) for e in edges), default=1.0) or 1.0
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(n))
+    graph.add_edges_from(edges)
     nx.draw_networkx_edges(
         graph,
         {i: xy[i] for i in range(n)},
@@ -178,29 +226,7 @@ def grouping_graph(
         edgecolors="black",
         node_size=500,
     )
-    nx.draw_networkx_labels(
-        graph,
-        {i: xy[i] for i in range(n)},
-        labels={i: f"{t}\n{grouping.values[t]:+.2g}" for i, t in enumerate(tasks)},
-        ax=ax,
-        font_size=7,
-    )
-    ax.plot([], [], color="#2166ac", label="i → j helps (Z > 0)")
-    ax.plot([], [], color="#b2182b", label="i → j hurts (Z < 0)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_axis_off()
-    ax.autoscale_view()
-    status = (
-        "optimal"
-        if grouping.optimal
-        else (f"gap ≤ {100 * grouping.gap:.1f}%" if grouping.gap is not None else "no bound")
-    )
-    ax.set_title(
-        f"{len(grouping.groups)} groups, budget {grouping.budget}: score {grouping.score:.3g}"
-        f" ({status}, {grouping.method})",
-        fontsize=9,
-    )
-    return _png(fig)
+    nx.draw_networkx_labels(graph, {i: xy[i] for i in range(n)}, labels=labels, ax=ax, font_size=7)
 
 
 def score_vs_budget(curve: Sequence[Grouping], chosen: int | None = None) -> bytes:
