@@ -19,6 +19,7 @@ from taskgroup.data.benchmark import Benchmark, resolve_device
 from taskgroup.grouping import Grouping, PairTable, select_groups
 from taskgroup.grouping import certify as certify_grouping
 from taskgroup.grouping import sweep as sweep_budgets
+from taskgroup.grouping.objective import check_groups
 from taskgroup.recipes import Recipe
 from taskgroup.report import plots
 from taskgroup.report.html import render_report
@@ -42,7 +43,7 @@ from taskgroup.settings import GroupSettings, SettingError
 from taskgroup.storage import write_atomic, write_json
 from taskgroup.training.cotrain import measure_affinity
 from taskgroup.training.events import EventLog
-from taskgroup.training.groups import GroupResults, check_groups, train_groups
+from taskgroup.training.groups import GroupResults, train_groups
 
 OnStage = Callable[[str, Any], None]
 

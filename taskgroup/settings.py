@@ -282,10 +282,22 @@ class TrainSettings(Settings):
         return _benchmark_fields(self, defaults, SCHEDULE)
 
     @classmethod
-    def for_benchmark(cls, benchmark: Benchmark, **overrides: Any) -> TrainSettings:
-        """The settings ``overrides`` (``None`` values ignored), resolved for ``benchmark``."""
+    def for_benchmark(
+        cls,
+        benchmark: Benchmark,
+        settings: TrainSettings | Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> TrainSettings:
+        """``settings`` (a :class:`TrainSettings`, a dict of its fields, or ``None``: the
+        defaults) with ``overrides`` (``None`` values ignored), resolved for ``benchmark``."""
+        if settings is None or isinstance(settings, Mapping):
+            settings = cls(**dict(settings or {}))
+        elif not isinstance(settings, TrainSettings):
+            raise TypeError(
+                f"settings must be a TrainSettings or a dict of its fields, got {settings!r}"
+            )
         given = {k: v for k, v in overrides.items() if v is not None}
-        return cls(**given).resolve(benchmark.defaults)
+        return dataclasses.replace(settings, **given).resolve(benchmark.defaults)
 
     def network(self) -> dict[str, Any]:
         """What identifies a trained network (every field but ``workers`` and ``baselines``);

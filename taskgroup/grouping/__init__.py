@@ -7,13 +7,14 @@
     tg.select_groups(tg.pair_results(bench, {}), 3, method="hoa")  # Standley's HOA
     tg.grouping.top_groupings(affinity, 3, k=8)                 # a shortlist, best first
     tg.grouping.certify(affinity, grouping, time_limit=600)     # opt-in: a tighter bound, slowly
+    tg.grouping.check_groups(groups, tasks)  # names only tasks, covers them, no repeats
 
 See docs/grouping.md for the objective, the singleton convention and the solvers.
 """
 
 from taskgroup.grouping.certificate import certify
 from taskgroup.grouping.hoa import PairTable
-from taskgroup.grouping.objective import Grouping, score
+from taskgroup.grouping.objective import Grouping, check_groups, score
 from taskgroup.grouping.select import METHODS, select_groups, sweep
 from taskgroup.grouping.shortlist import top_groupings
 
@@ -22,6 +23,7 @@ __all__ = [
     "Grouping",
     "PairTable",
     "certify",
+    "check_groups",
     "score",
     "select_groups",
     "sweep",

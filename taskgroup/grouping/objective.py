@@ -474,3 +474,31 @@ def make_grouping(
         seconds=seconds,
         info=dict(info or {}),
     )
+
+
+def check_groups(groups: Sequence[Sequence[str]], tasks: Sequence[str]) -> list[tuple[str, ...]]:
+    """``groups`` as tuples after checking they name only ``tasks``, cover all of them and hold
+    no duplicates; ``ValueError`` naming the offending task otherwise."""
+    if not groups:
+        raise ValueError("the grouping has no groups")
+    known = set(tasks)
+    checked = []
+    for g in groups:
+        members = tuple(g)
+        unknown = [t for t in members if t not in known]
+        if unknown:
+            raise ValueError(
+                f"the grouping names unknown task(s) {', '.join(map(repr, unknown))}; "
+                f"the benchmark's tasks are {', '.join(tasks)}"
+            )
+        if not members or len(set(members)) != len(members):
+            raise ValueError(f"group {list(members)} is empty or repeats a task")
+        checked.append(members)
+    covered = {t for g in checked for t in g}
+    missing = [t for t in tasks if t not in covered]
+    if missing:
+        raise ValueError(
+            f"the grouping misses task(s) {', '.join(map(repr, missing))}: every task of the "
+            f"benchmark must be in a group (or select fewer tasks)"
+        )
+    return checked

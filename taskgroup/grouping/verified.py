@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskgroup.grouping.hoa import PairTable
-from taskgroup.grouping.objective import Grouping, score
+from taskgroup.grouping.objective import Grouping, check_groups, score
 from taskgroup.grouping.shortlist import top_groupings
 
 Groups = tuple[tuple[str, ...], ...]
@@ -100,9 +100,17 @@ def candidate_groupings(
             singleton_score=singleton_score,
         )
         return [canonical(g.groups, tasks) for g in ranked], [g.score for g in ranked]
+    if isinstance(shortlist, str) or not isinstance(shortlist, Sequence) or not shortlist:
+        raise ValueError(
+            f"shortlist must be a positive number or a non-empty list of groupings, got "
+            f"{shortlist!r}"
+        )
     out: list[Groups] = []
     for candidate in shortlist:
-        groups = canonical(candidate, tasks)
+        given = candidate.groups if isinstance(candidate, Grouping) else candidate
+        if isinstance(given, str) or not isinstance(given, Sequence):
+            raise ValueError(f"a candidate must be a list of groups of tasks, got {given!r}")
+        groups = canonical(check_groups(given, tasks), tasks)
         if len(groups) > budget:
             raise ValueError(
                 f"candidate {[list(g) for g in groups]} has {len(groups)} groups, more than "

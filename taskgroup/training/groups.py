@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from taskgroup import distributed
 from taskgroup.data.benchmark import Benchmark
-from taskgroup.grouping.objective import Grouping
+from taskgroup.grouping.objective import Grouping, check_groups
 from taskgroup.rundir import RESULTS, network_dir
 from taskgroup.settings import TrainSettings
 from taskgroup.storage import read_json, write_json
@@ -195,34 +195,6 @@ def read_groups(path: str | os.PathLike) -> list[tuple[str, ...]]:
     return [tuple(g) for g in groups]
 
 
-def check_groups(groups: Sequence[Sequence[str]], tasks: Sequence[str]) -> list[tuple[str, ...]]:
-    """``groups`` as tuples after checking they name only ``tasks``, cover all of them and hold
-    no duplicates; ``ValueError`` naming the offending task otherwise."""
-    if not groups:
-        raise ValueError("the grouping has no groups")
-    known = set(tasks)
-    checked = []
-    for g in groups:
-        members = tuple(g)
-        unknown = [t for t in members if t not in known]
-        if unknown:
-            raise ValueError(
-                f"the grouping names unknown task(s) {', '.join(map(repr, unknown))}; "
-                f"the benchmark's tasks are {', '.join(tasks)}"
-            )
-        if not members or len(set(members)) != len(members):
-            raise ValueError(f"group {list(members)} is empty or repeats a task")
-        checked.append(members)
-    covered = {t for g in checked for t in g}
-    missing = [t for t in tasks if t not in covered]
-    if missing:
-        raise ValueError(
-            f"the grouping misses task(s) {', '.join(map(repr, missing))}: every task of the "
-            f"benchmark must be in a group (or select fewer tasks)"
-        )
-    return checked
-
-
 def train_groups(
     benchmark: Benchmark,
     grouping: Grouping | Sequence[Sequence[str]],
@@ -279,9 +251,7 @@ def train_groups(
         "baselines": baselines,
         "workers": workers,
     }
-    settings = dataclasses.replace(
-        settings or TrainSettings(), **{k: v for k, v in given.items() if v is not None}
-    ).resolve(benchmark.defaults)
+    settings = TrainSettings.for_benchmark(benchmark, settings, **given)
     groups = check_groups(
         grouping.groups if isinstance(grouping, Grouping) else grouping, benchmark.tasks.names
     )

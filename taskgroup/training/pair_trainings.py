@@ -19,12 +19,11 @@ import torch
 
 from taskgroup.data.benchmark import Benchmark
 from taskgroup.grouping.hoa import PairTable
+from taskgroup.rundir import PAIRS
 from taskgroup.settings import TrainSettings
 from taskgroup.training.groups import train_networks
 from taskgroup.training.metrics import LOSS
 from taskgroup.training.trainer import group_key
-
-PAIRS = "pairs.json"
 
 
 def pair_results(
@@ -53,16 +52,7 @@ def pair_results(
     ``table.cost`` holds ``networks``, ``steps`` (trained, summed) and ``seconds`` (training
     wall time, summed; a resumed call reports the first call's time of finished trainings).
     """
-    if settings is None:
-        settings = TrainSettings.for_benchmark(benchmark)
-    elif isinstance(settings, Mapping):
-        settings = TrainSettings.for_benchmark(benchmark, **settings)
-    elif isinstance(settings, TrainSettings):
-        settings = settings.resolve(benchmark.defaults)
-    else:
-        raise TypeError(
-            f"settings must be a TrainSettings or a dict of its fields, got {type(settings)}"
-        )
+    settings = TrainSettings.for_benchmark(benchmark, settings)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     tasks = list(benchmark.tasks.names)

@@ -33,6 +33,7 @@ from taskgroup import distributed
 from taskgroup.aggregators import get as get_aggregator
 from taskgroup.aggregators.step import MTLStep
 from taskgroup.data.benchmark import Benchmark, make_optimizer, resolve_device, to_device
+from taskgroup.rundir import CHECKPOINT, RESULT, WEIGHTS
 from taskgroup.settings import TrainSettings
 from taskgroup.storage import read_json, write_json
 from taskgroup.training.checkpoint import (
@@ -43,10 +44,6 @@ from taskgroup.training.checkpoint import (
 )
 from taskgroup.training.events import EventLog
 from taskgroup.training.metrics import LOSS, evaluate
-
-CHECKPOINT = "checkpoint.pt"
-RESULT = "result.json"
-WEIGHTS = "model.pt"
 
 
 @dataclass(frozen=True)
@@ -110,7 +107,8 @@ def train_group(
 
     Args:
         benchmark: data, tasks and model factory; ``tasks`` must be among its tasks.
-        settings: aggregator, optimizer, schedule, seed.
+        settings: aggregator, optimizer, schedule, seed (unset schedule fields: the
+            benchmark's defaults).
         directory: where checkpoints, weights and ``result.json`` go (``None``: in memory only,
             no resume).
         run_dir: the run directory whose ``log.jsonl`` and ``tensorboard/`` receive the
@@ -137,6 +135,7 @@ def train_group(
     """
     tasks = tuple(tasks)
     bench = benchmark.select(list(tasks))
+    settings = settings.resolve(benchmark.defaults)
     config = {"tasks": list(tasks), "settings": settings.network(), "benchmark": bench.name}
     directory = None if directory is None else Path(directory)
     stop = _pause_step(until, settings)

@@ -31,7 +31,6 @@ from taskgroup.grouping.verified import (
 )
 from taskgroup.settings import TrainSettings
 from taskgroup.storage import read_json, write_json
-from taskgroup.training.groups import check_groups
 from taskgroup.training.metrics import LOSS
 from taskgroup.training.trainer import group_key, train_group
 
@@ -82,7 +81,7 @@ def verified_selection(
     """
     started = time.perf_counter()
     tasks = list(benchmark.tasks.names)
-    settings = _settings(benchmark, settings, seed)
+    settings = TrainSettings.for_benchmark(benchmark, settings, seed=seed)
     short = _short_settings(settings, fraction)
     final = short.steps
     if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= len(tasks):
@@ -90,7 +89,7 @@ def verified_selection(
     candidates, affinity_scores = candidate_groupings(
         affinity,
         budget,
-        _checked_shortlist(shortlist, tasks),
+        shortlist,
         tasks,
         partition=partition,
         singleton_score=singleton_score,
@@ -122,18 +121,6 @@ def verified_selection(
     )
 
 
-def _settings(benchmark: Benchmark, settings, seed: int) -> TrainSettings:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    if settings is None:
-        return TrainSettings.for_benchmark(benchmark, seed=seed)
-    if isinstance(settings, Mapping):
-        return TrainSettings.for_benchmark(benchmark, **(dict(settings) | {"seed": seed}))
-    if isinstance(settings, TrainSettings):
-        return dataclasses.replace(settings, seed=seed).resolve(benchmark.defaults)
-    raise TypeError(f"settings must be a TrainSettings or a dict of its fields, got {settings!r}")
-
-
 def _short_settings(settings: TrainSettings, fraction: float) -> TrainSettings:
     """``settings`` with ``fraction`` of their steps, rounded to a multiple of ``eval_every`` (at
     least one)."""
@@ -144,24 +131,6 @@ def _short_settings(settings: TrainSettings, fraction: float) -> TrainSettings:
     every = settings.eval_every
     final = min(settings.steps, max(every, every * round(fraction * settings.steps / every)))
     return dataclasses.replace(settings, steps=final)
-
-
-def _checked_shortlist(shortlist, tasks: list[str]):
-    """``shortlist`` as K, or as candidate groupings whose groups name the tasks and cover them."""
-    if isinstance(shortlist, int) and not isinstance(shortlist, bool):
-        return shortlist
-    if isinstance(shortlist, str) or not isinstance(shortlist, Sequence) or not shortlist:
-        raise ValueError(
-            f"shortlist must be a positive number or a non-empty list of groupings, got "
-            f"{shortlist!r}"
-        )
-    checked = []
-    for candidate in shortlist:
-        groups = candidate.groups if isinstance(candidate, Grouping) else candidate
-        if isinstance(groups, str) or not isinstance(groups, Sequence):
-            raise ValueError(f"a candidate must be a list of groups of tasks, got {groups!r}")
-        checked.append(check_groups(groups, tasks))
-    return checked
 
 
 @contextlib.contextmanager

@@ -3,7 +3,8 @@
 import pytest
 
 import taskgroup as tg
-from taskgroup.training.groups import GroupResults, check_groups, read_groups, train_groups
+from taskgroup.grouping.objective import check_groups
+from taskgroup.training.groups import GroupResults, read_groups, train_groups
 from taskgroup.training.metrics import delta_m
 
 

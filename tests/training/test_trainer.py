@@ -7,10 +7,12 @@ import pytest
 import torch
 
 import taskgroup as tg
+from taskgroup.rundir import CHECKPOINT, RESULT, WEIGHTS
+from taskgroup.settings import TrainSettings
 from taskgroup.training.checkpoint import load_checkpoint, load_object_state, object_state
 from taskgroup.training.events import read_log
 from taskgroup.training.metrics import evaluate
-from taskgroup.training.trainer import CHECKPOINT, RESULT, WEIGHTS, TrainSettings, train_group
+from taskgroup.training.trainer import train_group
 
 
 @pytest.fixture(scope="module")
