@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
-from taskgroup.tasks import TaskSet
+from taskgroup.data.user import DatasetRows, check_dataset_splits, check_tensor_splits
+from taskgroup.tasks import Task, TaskSet
 
 Batch = tuple[Any, dict[str, torch.Tensor]]
 
@@ -17,7 +20,7 @@ Batch = tuple[Any, dict[str, torch.Tensor]]
 @runtime_checkable
 class DataSplit(Protocol):
     """What training and evaluation need from a split; :class:`Split` holds tensors in memory,
-    file-backed benchmarks provide their own type with the same methods.
+    :class:`StreamingSplit` reads rows on demand (files, a torch Dataset).
 
     ``inputs`` of a batch is whatever the benchmark's model takes (a tensor, or e.g. a graph
     batch); ``targets`` maps every task name to a tensor whose first dimension is the batch.
@@ -131,6 +134,95 @@ def batch_orders(n: int, batch_size: int, *, seed: int, start: int = 0) -> Itera
         skip = 0
 
 
+# read(rows, names) -> (inputs [B, ...], {name: target [B, ...]} for at least every name in names)
+RowReader = Callable[[np.ndarray, tuple[str, ...]], Batch]
+
+
+@dataclass(frozen=True)
+class StreamingSplit:
+    """A split of ``size`` rows read on demand, never held whole: ``read(rows, names)`` assembles
+    the batch of ``rows`` (an int64 array ``[B]`` of row numbers in ``[0, size)``) with targets
+    for at least the tasks ``names``; targets are restricted to ``names``, in that order. The
+    file-backed benchmarks read images and arrays this way, :meth:`Benchmark.from_datasets` a
+    torch Dataset (:class:`~taskgroup.data.user.DatasetRows`).
+
+    Batches are drawn in :func:`batch_orders`' order, so the split shuffles and resumes exactly
+    like an in-memory :class:`Split` of the same rows. ``workers`` > 0 reads whole batches in
+    that many ``DataLoader`` worker processes, ahead of the training step (the same batches in
+    the same order; ``read`` must then pickle); 0 reads in the calling process.
+    """
+
+    read: RowReader
+    size: int
+    names: tuple[str, ...]
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            raise ValueError(f"size must be >= 0, got {self.size}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+
+    def __len__(self) -> int:
+        return self.size
+
+    def select(self, names: Sequence[str]) -> StreamingSplit:
+        unknown = [n for n in names if n not in self.names]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}; this split has {list(self.names)}")
+        return replace(self, names=tuple(names))
+
+    def batches(self, batch_size: int, *, seed: int, start: int = 0) -> Iterator[Batch]:
+        """Endless shuffled mini-batches, exactly as :meth:`Split.batches` draws them."""
+        orders = batch_orders(self.size, batch_size, seed=seed, start=start)
+        return self._read((order.numpy() for order in orders), seed)
+
+    def chunks(self, batch_size: int) -> Iterator[Batch]:
+        """One pass over the split in order, in batches of at most ``batch_size`` rows."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        starts = range(0, self.size, batch_size)
+        rows = (np.arange(b, min(b + batch_size, self.size)) for b in starts)
+        return self._read(rows, 0)
+
+    def rows(self, index) -> Batch:
+        """The batch of rows ``index`` (array-like of row numbers)."""
+        inputs, targets = self.read(np.asarray(index, dtype=np.int64), self.names)
+        return inputs, {name: targets[name] for name in self.names}
+
+    def _read(self, rows: Iterator[np.ndarray], seed: int) -> Iterator[Batch]:
+        if self.workers == 0:
+            return map(self.rows, rows)
+        # The loader's own generator seeds its workers, so the caller's RNG stream is untouched.
+        loader = DataLoader(
+            _RowBatches(self),
+            batch_size=None,
+            sampler=rows,
+            num_workers=self.workers,
+            collate_fn=_as_read,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        return iter(loader)
+
+
+class _RowBatches:
+    """A :class:`StreamingSplit` as the map-style dataset of a ``DataLoader`` whose indices are
+    whole batches of rows."""
+
+    def __init__(self, split: StreamingSplit):
+        self.split = split
+
+    def __getitem__(self, rows: np.ndarray) -> Batch:
+        return self.split.rows(rows)
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+
+def _as_read(batch: Batch) -> Batch:
+    return batch
+
+
 @dataclass(frozen=True)
 class TrainingDefaults:
     """How a benchmark is trained unless a recipe says otherwise."""
@@ -206,3 +298,154 @@ class Benchmark:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return self.model_factory(self.tasks)
+
+    @classmethod
+    def from_tensors(
+        cls,
+        *,
+        train: tuple[Any, Mapping[str, Any]],
+        val: tuple[Any, Mapping[str, Any]],
+        test: tuple[Any, Mapping[str, Any]],
+        tasks: TaskSet | Sequence[Task],
+        model_factory: Callable[[TaskSet], nn.Module],
+        defaults: TrainingDefaults | None = None,
+        name: str = "user",
+        info: Mapping[str, object] | None = None,
+    ) -> Benchmark:
+        """A benchmark of data held in memory::
+
+            bench = Benchmark.from_tensors(
+                train=(X_train, {"age": age_train, "gender": gender_train}),
+                val=(X_val, {"age": age_val, "gender": gender_val}),
+                test=(X_test, {"age": age_test, "gender": gender_test}),
+                tasks=[age_task, gender_task],
+                model_factory=make_model,
+            )
+
+        Args:
+            train, val, test: ``(inputs [N, ...], {task name: targets [N, ...]})`` per split:
+                tensors (or NumPy arrays / lists, made tensors), a target for every task and no
+                other, ``N`` ≥ 1 rows shared by the inputs and every target of the split (``N``
+                may differ between splits, the per-row shapes and dtypes may not). Kept as
+                given, not copied.
+            tasks: the tasks (a :class:`TaskSet` or a list of :class:`Task`), in canonical order.
+            model_factory: ``model_factory(tasks) -> nn.Module``, a fresh model whose forward
+                maps inputs ``[B, ...]`` to ``{task name: prediction [B, ...]}``.
+            defaults: how it trains unless told otherwise (default: :class:`TrainingDefaults`).
+            name: the benchmark's name in manifests and reports.
+            info: free-form description kept in manifests (added to the sizes recorded here).
+
+        Raises ``TypeError``/``ValueError`` naming the split, the task and what was expected
+        when the data and tasks do not fit (see :mod:`taskgroup.data.user`): a task without
+        targets or targets without a task, row counts that differ, an empty split, a target
+        dtype that does not fit its task (class indices for ``"classification"``, floating
+        point for ``"binary"``), inputs or targets whose per-row shape or dtype differs between
+        splits, or a model (built once, on a forked RNG) that fails on train's first two rows
+        or whose loss for a task does not fit its targets.
+        """
+        tasks = user_tasks(tasks, model_factory)
+        checked = check_tensor_splits(
+            {"train": train, "val": val, "test": test}, tasks, model_factory
+        )
+        splits = {split: Split(*pair) for split, pair in checked.items()}
+        shape = list(checked["train"][0].shape[1:])
+        return cls(
+            name=name,
+            tasks=tasks,
+            model_factory=model_factory,
+            defaults=TrainingDefaults() if defaults is None else defaults,
+            info=user_info("tensors", splits, shape, info),
+            **splits,
+        )
+
+    @classmethod
+    def from_datasets(
+        cls,
+        *,
+        train: Any,
+        val: Any,
+        test: Any,
+        tasks: TaskSet | Sequence[Task],
+        model_factory: Callable[[TaskSet], nn.Module],
+        defaults: TrainingDefaults | None = None,
+        name: str = "user",
+        info: Mapping[str, object] | None = None,
+        workers: int = 0,
+    ) -> Benchmark:
+        """A benchmark streamed from map-style ``torch.utils.data.Dataset`` s, never read whole::
+
+            bench = Benchmark.from_datasets(
+                train=train_ds, val=val_ds, test=test_ds,
+                tasks=[age_task, gender_task], model_factory=make_model,
+            )
+
+        Each item ``dataset[i]`` is ``(input, {task name: target})``: ``input`` a tensor
+        ``[...]`` (or anything ``default_collate`` batches), each ``target`` a tensor ``[...]``
+        (0-d for one value per row), a NumPy array or a Python number. Training draws batches
+        in the same shuffled, resumable order as an in-memory :class:`Split` of the same rows
+        (so both give the same results), evaluation reads each split once in order; each batch
+        is read when it is needed (:class:`StreamingSplit` with a
+        :class:`~taskgroup.data.user.DatasetRows` reader). A dataset that defines torch's
+        batched ``__getitems__(indices)`` is asked once per batch; it may return a list of items
+        or the collated batch ``(inputs [B, ...], {task: targets [B, ...]})`` itself, which is
+        much cheaper than one ``__getitem__`` per row.
+
+        Args:
+            train, val, test: the Datasets (``__len__`` and ``__getitem__``; an
+                ``IterableDataset`` cannot be drawn in a shuffled order and is refused).
+            tasks, model_factory, defaults, name, info: as in :meth:`from_tensors`.
+            workers: ``DataLoader`` worker processes that read batches ahead of training and
+                evaluation (0: read in the training process). The datasets must then pickle.
+
+        Checks as :meth:`from_tensors` does, on **the first item of each split** (and train's
+        first two rows for the model): a later item that differs is not caught here.
+        """
+        tasks = user_tasks(tasks, model_factory)
+        datasets = {"train": train, "val": val, "test": test}
+        first_input = check_dataset_splits(datasets, tasks, model_factory)["train"][0]
+        splits = {
+            split: StreamingSplit(DatasetRows(ds), len(ds), tuple(tasks.names), workers)
+            for split, ds in datasets.items()
+        }
+        shape = list(first_input.shape[1:]) if isinstance(first_input, torch.Tensor) else None
+        return cls(
+            name=name,
+            tasks=tasks,
+            model_factory=model_factory,
+            defaults=TrainingDefaults() if defaults is None else defaults,
+            info=user_info("datasets", splits, shape, info),
+            **splits,
+        )
+
+
+def user_tasks(tasks: TaskSet | Sequence[Task], model_factory: object) -> TaskSet:
+    """``tasks`` as a :class:`TaskSet`; ``TypeError`` when an element is not a :class:`Task` or
+    ``model_factory`` is not callable (the arguments of :meth:`Benchmark.from_tensors`)."""
+    if not callable(model_factory):
+        raise TypeError(
+            f"model_factory must be callable as model_factory(tasks) -> nn.Module, got "
+            f"{type(model_factory).__name__}"
+        )
+    if isinstance(tasks, TaskSet):
+        return tasks
+    if isinstance(tasks, (str, Mapping)) or not isinstance(tasks, Sequence):
+        raise TypeError(f"tasks must be a TaskSet or a list of Task, got {type(tasks).__name__}")
+    wrong = [type(t).__name__ for t in tasks if not isinstance(t, Task)]
+    if wrong:
+        raise TypeError(f"tasks must be Task objects (taskgroup.Task), got {wrong}")
+    return TaskSet(tasks)
+
+
+def user_info(
+    source: str, splits: Mapping[str, DataSplit], input_shape: list[int] | None, info
+) -> dict[str, object]:
+    """The ``info`` of a benchmark built from users' data: where it came from, the split sizes
+    and the per-row input shape, then the user's own ``info`` (which wins on a shared key)."""
+    if info is not None and not isinstance(info, Mapping):
+        raise TypeError(f"info must be a mapping, got {type(info).__name__}")
+    return {
+        "source": source,
+        "sizes": {split: len(data) for split, data in splits.items()},
+        "input_shape": input_shape,
+        **(info or {}),
+    }

@@ -11,8 +11,8 @@ The splits are the official partition (162,770 / 19,867 / 19,962 images). Tasks 
 attributes (:data:`TAG_ATTRIBUTES`); any of the 40 can be chosen with ``attributes=``. Targets are
 1 where the attribute is +1, else 0.
 
-Images are decoded on demand (a :class:`~taskgroup.data.filesplit.FileSplit`), never all at once:
-each is converted to RGB in [0, 1] and resized to ``image_size × image_size`` as TAG did, then
+Images are decoded on demand (a :class:`~taskgroup.data.benchmark.StreamingSplit`), never all at
+once: each is converted to RGB in [0, 1] and resized to ``image_size × image_size`` as TAG did, then
 rounded to 8 bits (the JPEG's own precision) so that a cached image and a freshly decoded one are
 identical. Up to ``cache_mb`` of resized images are kept in memory per process.
 """
@@ -28,8 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from taskgroup.data.benchmark import Batch, Benchmark, TrainingDefaults
-from taskgroup.data.filesplit import FileSplit
+from taskgroup.data.benchmark import Batch, Benchmark, StreamingSplit, TrainingDefaults
 from taskgroup.data.heads import make_heads, make_task
 from taskgroup.models import MultiTaskModel
 from taskgroup.tasks import TaskSet
@@ -273,7 +272,7 @@ def load(
             a: torch.from_numpy(values[r, k].astype(np.float32)) for k, a in enumerate(attributes)
         }
         reader = CelebaRows([image_dir / names[i] for i in r], targets, image_size, cache_bytes)
-        splits[split] = FileSplit(reader, len(r), attributes)
+        splits[split] = StreamingSplit(reader, len(r), attributes)
     return Benchmark(
         name="celeba",
         tasks=TaskSet(make_task(a, "binary") for a in attributes),

@@ -43,8 +43,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from taskgroup.data.benchmark import Batch, Benchmark, TrainingDefaults
-from taskgroup.data.filesplit import FileSplit
+from taskgroup.data.benchmark import Batch, Benchmark, StreamingSplit, TrainingDefaults
 from taskgroup.models import MultiTaskModel
 from taskgroup.tasks import StreamingMetric, Task, TaskSet
 
@@ -536,10 +535,8 @@ def load(
             for kind in FOLDERS:
                 check_array(folders[split] / kind / f"{i}.npy", kind, size)
 
-    splits = {
-        split: FileSplit(NyuRows(folders[split], numbers[split], size), len(numbers[split]), TASKS)
-        for split in SPLITS
-    }
+    rows = {split: NyuRows(folders[split], numbers[split], size) for split in SPLITS}
+    splits = {split: StreamingSplit(rows[split], len(numbers[split]), TASKS) for split in SPLITS}
     return Benchmark(
         name="nyuv2",
         tasks=make_tasks(),

@@ -36,8 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from taskgroup.data.benchmark import Batch, Benchmark, TrainingDefaults
-from taskgroup.data.filesplit import FileSplit
+from taskgroup.data.benchmark import Batch, Benchmark, StreamingSplit, TrainingDefaults
 from taskgroup.data.heads import make_heads
 from taskgroup.models import MultiTaskModel
 from taskgroup.tasks import Task, TaskSet
@@ -442,7 +441,7 @@ def load(
         flat = [TASK_NAMES[k] for k in range(len(TASK_NAMES)) if not std[k] > 0]
         raise ValueError(f"target(s) {flat} are constant on the training split; cannot standardise")
     splits = {
-        split: FileSplit(
+        split: StreamingSplit(
             read=partial(_read_rows, molecules, ids[split], ((raw[split] - mean) / std).float()),
             size=len(ids[split]),
             names=TASK_NAMES,
