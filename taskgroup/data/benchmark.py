@@ -9,7 +9,6 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from taskgroup.data.user import DatasetRows, check_dataset_splits, check_tensor_splits
 from taskgroup.tasks import Task, TaskSet
@@ -147,21 +146,17 @@ class StreamingSplit:
     torch Dataset (:class:`~taskgroup.data.user.DatasetRows`).
 
     Batches are drawn in :func:`batch_orders`' order, so the split shuffles and resumes exactly
-    like an in-memory :class:`Split` of the same rows. ``workers`` > 0 reads whole batches in
-    that many ``DataLoader`` worker processes, ahead of the training step (the same batches in
-    the same order; ``read`` must then pickle); 0 reads in the calling process.
+    like an in-memory :class:`Split` of the same rows. Rows are read in the calling process,
+    one batch at a time; ``read`` must pickle for the benchmark to reach other processes.
     """
 
     read: RowReader
     size: int
     names: tuple[str, ...]
-    workers: int = 0
 
     def __post_init__(self) -> None:
         if self.size < 0:
             raise ValueError(f"size must be >= 0, got {self.size}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
 
     def __len__(self) -> int:
         return self.size
@@ -174,53 +169,20 @@ class StreamingSplit:
 
     def batches(self, batch_size: int, *, seed: int, start: int = 0) -> Iterator[Batch]:
         """Endless shuffled mini-batches, exactly as :meth:`Split.batches` draws them."""
-        orders = batch_orders(self.size, batch_size, seed=seed, start=start)
-        return self._read((order.numpy() for order in orders), seed)
+        for order in batch_orders(self.size, batch_size, seed=seed, start=start):
+            yield self.rows(order.numpy())
 
     def chunks(self, batch_size: int) -> Iterator[Batch]:
         """One pass over the split in order, in batches of at most ``batch_size`` rows."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        starts = range(0, self.size, batch_size)
-        rows = (np.arange(b, min(b + batch_size, self.size)) for b in starts)
-        return self._read(rows, 0)
+        for begin in range(0, self.size, batch_size):
+            yield self.rows(np.arange(begin, min(begin + batch_size, self.size)))
 
     def rows(self, index) -> Batch:
         """The batch of rows ``index`` (array-like of row numbers)."""
         inputs, targets = self.read(np.asarray(index, dtype=np.int64), self.names)
         return inputs, {name: targets[name] for name in self.names}
-
-    def _read(self, rows: Iterator[np.ndarray], seed: int) -> Iterator[Batch]:
-        if self.workers == 0:
-            return map(self.rows, rows)
-        # The loader's own generator seeds its workers, so the caller's RNG stream is untouched.
-        loader = DataLoader(
-            _RowBatches(self),
-            batch_size=None,
-            sampler=rows,
-            num_workers=self.workers,
-            collate_fn=_as_read,
-            generator=torch.Generator().manual_seed(seed),
-        )
-        return iter(loader)
-
-
-class _RowBatches:
-    """A :class:`StreamingSplit` as the map-style dataset of a ``DataLoader`` whose indices are
-    whole batches of rows."""
-
-    def __init__(self, split: StreamingSplit):
-        self.split = split
-
-    def __getitem__(self, rows: np.ndarray) -> Batch:
-        return self.split.rows(rows)
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-
-def _as_read(batch: Batch) -> Batch:
-    return batch
 
 
 @dataclass(frozen=True)
@@ -370,7 +332,6 @@ class Benchmark:
         defaults: TrainingDefaults | None = None,
         name: str = "user",
         info: Mapping[str, object] | None = None,
-        workers: int = 0,
     ) -> Benchmark:
         """A benchmark streamed from map-style ``torch.utils.data.Dataset`` s, never read whole::
 
@@ -394,8 +355,6 @@ class Benchmark:
             train, val, test: the Datasets (``__len__`` and ``__getitem__``; an
                 ``IterableDataset`` cannot be drawn in a shuffled order and is refused).
             tasks, model_factory, defaults, name, info: as in :meth:`from_tensors`.
-            workers: ``DataLoader`` worker processes that read batches ahead of training and
-                evaluation (0: read in the training process). The datasets must then pickle.
 
         Checks as :meth:`from_tensors` does, on **the first item of each split** (and train's
         first two rows for the model): a later item that differs is not caught here.
@@ -404,7 +363,7 @@ class Benchmark:
         datasets = {"train": train, "val": val, "test": test}
         first_input = check_dataset_splits(datasets, tasks, model_factory)["train"][0]
         splits = {
-            split: StreamingSplit(DatasetRows(ds), len(ds), tuple(tasks.names), workers)
+            split: StreamingSplit(DatasetRows(ds), len(ds), tuple(tasks.names))
             for split, ds in datasets.items()
         }
         shape = list(first_input.shape[1:]) if isinstance(first_input, torch.Tensor) else None

@@ -264,7 +264,10 @@ def check_dataset(split: str, dataset: object, tasks: TaskSet) -> Rows:
         raise ValueError(f"split {split!r} is an empty Dataset")
     _, first_targets = split_pair(f"item 0 of split {split!r}", dataset[0])
     check_names(split, first_targets, tasks)
-    inputs, targets = DatasetRows(dataset)(np.zeros(1, dtype=np.int64), tuple(tasks.names))
+    try:
+        inputs, targets = DatasetRows(dataset)(np.zeros(1, dtype=np.int64), tuple(tasks.names))
+    except ValueError as e:
+        raise ValueError(f"split {split!r}: {e}") from None
     check_kinds(split, targets, tasks)
     return inputs, targets
 
@@ -315,6 +318,12 @@ class DatasetRows:
         items = getitems(index) if getitems is not None else [self.dataset[i] for i in index]
         if isinstance(items, tuple):
             inputs, targets = items
+            missing = [n for n in names if n not in targets]
+            if missing:
+                raise ValueError(
+                    f"the batch that {type(self.dataset).__name__}.__getitems__ returns has no "
+                    f"target for task(s) {missing}; it has {list(targets)}"
+                )
             return inputs, {n: targets[n] for n in names}
         inputs, targets = zip(*items, strict=True)
         if isinstance(inputs[0], torch.Tensor):

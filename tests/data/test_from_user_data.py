@@ -85,11 +85,9 @@ def from_tensors(memory: Benchmark, **splits) -> Benchmark:
     return Benchmark.from_tensors(**data, tasks=memory.tasks, model_factory=memory.model_factory)
 
 
-def from_datasets(memory: Benchmark, dataset=Items, workers: int = 0, **splits) -> Benchmark:
+def from_datasets(memory: Benchmark, dataset=Items, **splits) -> Benchmark:
     data = {s: dataset(getattr(memory, s)) for s in SPLITS} | splits
-    return Benchmark.from_datasets(
-        **data, tasks=memory.tasks, model_factory=memory.model_factory, workers=workers
-    )
+    return Benchmark.from_datasets(**data, tasks=memory.tasks, model_factory=memory.model_factory)
 
 
 def built(memory: Benchmark) -> dict[str, Benchmark]:
@@ -98,7 +96,6 @@ def built(memory: Benchmark) -> dict[str, Benchmark]:
         "items": from_datasets(memory),
         "list of items": from_datasets(memory, ItemList),
         "batched": from_datasets(memory, Batched),
-        "items, 1 worker": from_datasets(memory, workers=1),
     }
 
 
@@ -185,18 +182,6 @@ def test_a_selected_split_collates_only_its_tasks(memory):
     assert list(targets) == ["sum", "left_class"]
     assert torch.equal(targets["sum"], memory.train.targets["sum"][[5, 2]])
     assert torch.equal(inputs, memory.train.inputs[[5, 2]])
-
-
-def test_workers_read_the_same_batches_without_touching_the_callers_rng(memory):
-    split = from_datasets(memory, workers=1).train
-    in_process = list(islice(from_datasets(memory).train.batches(40, seed=2, start=1), 5))
-    state = torch.get_rng_state()
-    drawn = list(islice(split.batches(40, seed=2, start=1), 5))
-    assert torch.equal(torch.get_rng_state(), state)
-    for (a, ta), (b, tb) in zip(drawn, in_process, strict=True):
-        assert torch.equal(a, b) and all(torch.equal(ta[n], tb[n]) for n in TASKS)
-    with pytest.raises(ValueError, match="workers must be >= 0"):
-        StreamingSplit(split.read, 3, ("sum",), workers=-1)
 
 
 def test_a_streamed_benchmark_pickles(memory):
@@ -370,6 +355,14 @@ class Broken(Items):
         return inputs, self.change(dict(targets))
 
 
+class BatchedWithout(Batched):
+    """:class:`Batched` whose batches lack the target of ``sum`` (its items have it)."""
+
+    def __getitems__(self, indices: list[int]):
+        inputs, targets = super().__getitems__(indices)
+        return inputs, {n: t for n, t in targets.items() if n != "sum"}
+
+
 class Empty(Items):
     def __len__(self) -> int:
         return 0
@@ -398,6 +391,11 @@ BAD_DATASETS = {
         lambda m: {"test": Broken(m.test, lambda t: t | {"sum": t["sum"][None]})},
         "split 'test': target 'sum' has rows of shape [1] and dtype torch.float32, but 'train' "
         "has [] and torch.float32",
+    ),
+    "batches that lack a task": (
+        lambda m: {"val": BatchedWithout(m.val)},
+        "split 'val': the batch that BatchedWithout.__getitems__ returns has no target for "
+        "task(s) ['sum']",
     ),
     "an empty split": (lambda m: {"val": Empty(m.val)}, "split 'val' is an empty Dataset"),
     "an iterable dataset": (
