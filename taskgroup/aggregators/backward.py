@@ -22,6 +22,7 @@ from taskgroup.distributed import average, average_grads
 from taskgroup.gradients import flatten, scale_to_norm, task_gradients, unflatten
 
 Params = Sequence[torch.Tensor] | nn.Module
+LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def parameter_list(params: Params | Iterable[torch.Tensor], what: str) -> list[torch.Tensor]:
@@ -81,8 +82,12 @@ def per_task_gradients(
 ) -> torch.Tensor:
     """``G: [k, P]`` of the task losses ``per_task`` with respect to ``params``
     (:func:`~taskgroup.gradients.task_gradients`), averaged over the ranks when
-    ``distributed``."""
+    ``distributed``. Gradients in float16/bfloat16 (of half-precision parameters, or of a
+    representation computed under autocast) are returned in float32, so the aggregator never
+    solves in half precision."""
     G = task_gradients(per_task, params, batched=batched, chunk_size=chunk_size)
+    if G.dtype in LOW_PRECISION:  # e.g. features under autocast: aggregate in float32
+        G = G.float()
     return average(G) if distributed else G
 
 
@@ -90,12 +95,13 @@ def through_features(
     features: torch.Tensor, shared: Sequence[torch.Tensor], direction: torch.Tensor
 ) -> list[torch.Tensor]:
     """The gradient of the shared parameters when ``direction`` (flat, in the layout of
-    ``features``) is back-propagated from the representation ``features`` through the trunk."""
+    ``features``) is back-propagated from the representation ``features`` through the trunk
+    (in ``features``' dtype: a float32 direction enters a bfloat16 representation as bfloat16)."""
     return list(
         torch.autograd.grad(
             features,
             shared,
-            grad_outputs=direction.view_as(features),
+            grad_outputs=direction.view_as(features).to(features.dtype),
             retain_graph=True,
             allow_unused=True,
             materialize_grads=True,
@@ -152,6 +158,29 @@ def write_grads(
     if distributed:
         average_grads(others)
     accumulate_grads(shared, shared_grads)
+
+
+def own_task_gradients(
+    losses: torch.Tensor, others: Sequence[torch.Tensor], *, distributed: bool
+) -> list[torch.Tensor]:
+    """The gradient of ``losses.sum()`` for each task-specific parameter of ``others`` (each
+    receives its own task's gradient), averaged over the ranks when ``distributed``; what
+    :func:`write_grads` adds into ``.grad``, returned instead (a step under a loss scaler checks
+    it for overflow before writing anything)."""
+    if not others:
+        return []
+    grads = torch.autograd.grad(
+        losses.sum(), others, retain_graph=True, allow_unused=True, materialize_grads=True
+    )
+    if distributed:
+        return unflatten(average(flatten(grads)), others)
+    return list(grads)
+
+
+def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
+    """Whether every entry of every tensor is finite (one device synchronisation)."""
+    checks = [torch.isfinite(t).all() for t in tensors]
+    return bool(torch.stack(checks).all()) if checks else True
 
 
 def global_values(losses: torch.Tensor) -> torch.Tensor:
