@@ -37,7 +37,7 @@ import torch
 
 from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.grouping import select_groups
-from taskgroup.recipes import load_recipe
+from taskgroup.recipe import load_recipe
 from taskgroup.settings import TrainSettings
 from taskgroup.training.cotrain import measure_affinity
 from taskgroup.training.metrics import LOSS

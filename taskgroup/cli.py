@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from taskgroup.recipes import Recipe, load_recipe
+from taskgroup.recipe import Recipe, load_recipe
 from taskgroup.settings import AffinitySettings, GroupSettings, SettingError, TrainSettings
 
 app = typer.Typer(
@@ -35,8 +35,22 @@ WorkersOption = Annotated[int | None, typer.Option(help=TrainSettings.help("work
 ProgressOption = Annotated[bool, typer.Option(help="show progress bars")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from taskgroup._version import __version__
+
+        typer.echo(f"taskgroup {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _commands(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="print the version and exit", is_eager=True, callback=_print_version
+        ),
+    ] = False,
     threads: Annotated[
         int,
         typer.Option(
@@ -83,7 +97,7 @@ def _group_settings(**given: Any) -> GroupSettings:
 def affinity(
     ctx: typer.Context,
     recipe: Annotated[
-        str | None, typer.Argument(help="recipe file or name in recipes/ (default multidigits)")
+        str | None, typer.Argument(help="recipe file or packaged recipe name (default multidigits)")
     ] = None,
     benchmark: Annotated[str | None, typer.Option(help="benchmark name")] = None,
     tasks: Annotated[str | None, typer.Option(help="comma-separated task names")] = None,
@@ -275,7 +289,7 @@ def train(
 def run(
     ctx: typer.Context,
     recipe: Annotated[
-        str | None, typer.Argument(help="recipe file or name in recipes/ (default multidigits)")
+        str | None, typer.Argument(help="recipe file or packaged recipe name (default multidigits)")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="run directory")] = None,
     seed: Annotated[int | None, typer.Option(help="seed of data, init and batches")] = None,

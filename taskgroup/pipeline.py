@@ -20,7 +20,7 @@ from taskgroup.grouping import Grouping, PairTable, select_groups
 from taskgroup.grouping import certify as certify_grouping
 from taskgroup.grouping import sweep as sweep_budgets
 from taskgroup.grouping.objective import check_groups
-from taskgroup.recipes import Recipe
+from taskgroup.recipe import Recipe
 from taskgroup.report import plots
 from taskgroup.report.html import render_report
 from taskgroup.rundir import (
@@ -59,7 +59,7 @@ def affinity_stage(
     """Co-train the recipe's tasks with ``recipe.affinity`` and write ``affinity.json``, its
     plots and the event log. ``bench``: the recipe's benchmark when already loaded."""
     bench = bench or recipe.load_benchmark()
-    claim_run_dir(run_dir, _identity(recipe, bench))
+    claim_run_dir(run_dir, recipe.identity(bench))
     started = time.perf_counter()
     with EventLog(run_dir, "affinity", "cotrain") as log:
 
@@ -261,7 +261,7 @@ def train_stage(
     Finished trainings in ``run_dir`` are not repeated."""
     bench = bench or recipe.load_benchmark()
     groups = check_groups(groups, bench.tasks.names)
-    claim_run_dir(run_dir, _identity(recipe, bench))
+    claim_run_dir(run_dir, recipe.identity(bench))
     started = time.perf_counter()
     results = train_groups(
         bench, groups, settings=recipe.train, out=run_dir, progress=progress, device=device
@@ -295,10 +295,6 @@ def report_stage(run_dir: Path) -> Path:
     return path
 
 
-def _identity(recipe: Recipe, bench: Benchmark) -> dict[str, Any]:
-    return recipe.identity() | {"tasks": bench.tasks.names}
-
-
 def check_run(recipe: Recipe, run_dir: Path, device: str | None) -> Benchmark:
     """Everything :func:`run` can check before it writes: the device, the benchmark and its
     tasks, the budget against them, and that ``run_dir`` holds no other run. Returns the
@@ -311,7 +307,7 @@ def check_run(recipe: Recipe, run_dir: Path, device: str | None) -> Benchmark:
         recipe.group.check_budget(len(bench.tasks.names))
     except SettingError as e:
         raise e.named(f"{recipe.source}: [group] {e.key}") from None
-    check_identity(run_dir, _identity(recipe, bench))
+    check_identity(run_dir, recipe.identity(bench))
     return bench
 
 

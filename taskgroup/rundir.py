@@ -91,20 +91,48 @@ def record_stage(run_dir: str | Path, stage: str, record: dict[str, Any]) -> Pat
 
 
 def check_identity(run_dir: str | Path, identity: dict[str, Any]) -> bool:
-    """Whether ``run_dir`` may hold the run ``identity`` (benchmark, options, tasks, seed):
-    ``True`` when it already does, ``False`` when it holds no run yet; ``ValueError`` (nothing
-    written) when it holds another run's outputs."""
+    """Whether ``run_dir`` may hold the run ``identity`` (benchmark, factory, options, tasks,
+    seed, and ``data``: a fingerprint of the benchmark's data): ``True`` when it already does,
+    ``False`` when it holds no run yet; ``ValueError`` (nothing written) when it holds another
+    run's outputs, naming what differs (the data's split and field, e.g.
+    ``data.train.targets.sum``, when nothing else differs). A key that the recorded identity
+    lacks (written before taskgroup recorded it) is not compared."""
     recorded = read_manifest(run_dir).get("run")
     if recorded is None:
         return False
-    if recorded != identity:
-        changed = sorted(k for k in identity if recorded.get(k) != identity[k])
-        details = "; ".join(f"{k}: {recorded.get(k)!r} there, {identity[k]!r} now" for k in changed)
-        raise ValueError(
-            f"{run_dir} holds a run of another benchmark or task set ({details}); "
-            f"choose another --out"
-        )
-    return True
+    changed = identity_differences(recorded, identity)
+    if not changed:
+        return True
+    shown = "; ".join(f"{k}: {there!r} there, {now!r} now" for k, there, now in changed[:4])
+    more = f"; and {len(changed) - 4} more" if len(changed) > 4 else ""
+    what = (
+        "on other data"
+        if all(k.startswith("data.") for k, _, _ in changed)
+        else "of another benchmark or task set"
+    )
+    raise ValueError(f"{run_dir} holds a run {what} ({shown}{more}); choose another --out")
+
+
+def identity_differences(
+    recorded: dict[str, Any], identity: dict[str, Any]
+) -> list[tuple[str, Any, Any]]:
+    """``(key, recorded value, new value)`` of each key that differs (keys the record lacks
+    skipped). Differences of the data's fingerprint are listed field by field (``data.val.rows``)
+    and only when nothing else differs: another seed or option explains other data."""
+    keys = [k for k in identity if k in recorded] + [k for k in recorded if k not in identity]
+    changed = [
+        (k, recorded.get(k), identity.get(k)) for k in keys if recorded.get(k) != identity.get(k)
+    ]
+    if [k for k, _, _ in changed] != ["data"]:
+        return [c for c in changed if c[0] != "data"]
+    return _leaf_differences("data", recorded["data"], identity["data"])
+
+
+def _leaf_differences(path: str, there: Any, now: Any) -> list[tuple[str, Any, Any]]:
+    if not (isinstance(there, dict) and isinstance(now, dict)):
+        return [] if there == now else [(path, there, now)]
+    keys = [*now, *(k for k in there if k not in now)]
+    return [d for k in keys for d in _leaf_differences(f"{path}.{k}", there.get(k), now.get(k))]
 
 
 def claim_run_dir(run_dir: str | Path, identity: dict[str, Any]) -> None:

@@ -121,7 +121,7 @@ def test_a_default_changed_in_its_dataclass_changes_cli_recipe_and_library(packa
         package_copy,
         "import taskgroup as tg\n"
         "from taskgroup.cli import main\n"
-        "from taskgroup.recipes import parse_recipe\n"
+        "from taskgroup.recipe import parse_recipe\n"
         "print('recipe', parse_recipe({'benchmark': {'name': 'planted'}}).affinity.lookahead)\n"
         "A = tg.measure_affinity('planted', steps=2, every=1)\n"
         "print('library', A.metadata['lookahead'])\n"

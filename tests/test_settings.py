@@ -10,7 +10,7 @@ import torch
 
 import taskgroup as tg
 from taskgroup.cli import main
-from taskgroup.recipes import Recipe, parse_recipe
+from taskgroup.recipe import Recipe, parse_recipe
 from taskgroup.settings import AffinitySettings, GroupSettings, SettingError, TrainSettings
 from tests.recipes import tiny
 

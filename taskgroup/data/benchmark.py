@@ -185,6 +185,18 @@ class StreamingSplit:
         return inputs, {name: targets[name] for name in self.names}
 
 
+def target_names(split: DataSplit) -> list[str] | None:
+    """The task names ``split`` holds targets for, where it says: the keys of its ``targets``
+    mapping (:class:`Split`) or its ``names`` (a file-backed split); ``None`` otherwise."""
+    targets = getattr(split, "targets", None)
+    if isinstance(targets, Mapping):
+        return list(targets)
+    names = getattr(split, "names", None)
+    if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+        return list(names)
+    return None
+
+
 @dataclass(frozen=True)
 class TrainingDefaults:
     """How a benchmark is trained unless a recipe says otherwise."""
@@ -238,6 +250,16 @@ class Benchmark:
     model_factory: Callable[[TaskSet], nn.Module]
     defaults: TrainingDefaults = field(default_factory=TrainingDefaults)
     info: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for split in ("train", "val", "test"):
+            held = target_names(getattr(self, split))
+            missing = [] if held is None else [n for n in self.tasks.names if n not in held]
+            if missing:
+                raise ValueError(
+                    f"benchmark {self.name!r}: the {split} split has no target for task(s) "
+                    f"{missing}; its targets are {sorted(held)}"
+                )
 
     def select(self, names: list[str] | None) -> Benchmark:
         """The same benchmark restricted to the tasks ``names`` (in that order)."""

@@ -15,7 +15,7 @@ import taskgroup
 import taskgroup.data
 from taskgroup.data import celeba
 from taskgroup.data.benchmark import DataSplit
-from taskgroup.recipes import load_recipe
+from taskgroup.recipe import load_recipe
 
 # Written out here rather than taken from the module, so the test checks the module's lists.
 ALL_40 = [

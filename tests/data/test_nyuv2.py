@@ -15,7 +15,7 @@ from torch.nn import functional as F
 import taskgroup
 from taskgroup.data import nyuv2
 from taskgroup.data.benchmark import DataSplit
-from taskgroup.recipes import load_recipe
+from taskgroup.recipe import load_recipe
 from taskgroup.tasks import StreamingMetric
 
 H, W = 16, 24

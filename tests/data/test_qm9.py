@@ -16,7 +16,7 @@ import taskgroup
 import taskgroup.data
 from taskgroup.data import qm9
 from taskgroup.data.benchmark import DataSplit
-from taskgroup.recipes import load_recipe
+from taskgroup.recipe import load_recipe
 
 MOLECULES = 30
 SIZES = (20, 5, 5)
