@@ -227,6 +227,7 @@ def group(
         )
     plots = GROUPS_GRAPH + (f", {SCORE_VS_BUDGET}" if sweep else "")
     typer.echo(f"\n→ {run_dir}/groups.json, {plots}")
+    _refresh_report(run_dir)
 
 
 def _print_grouping(chosen, curve) -> None:
@@ -283,6 +284,16 @@ def train(
     results = train_stage(run_dir, spec, read_groups(groups_path), progress=progress, device=device)
     typer.echo(results.table())
     typer.echo(f"\n→ {run_dir}/results.json")
+    _refresh_report(run_dir)
+
+
+def _refresh_report(run_dir: Path) -> None:
+    """Rewrite the run's report.html, when it has one, so it never shows the previous stage."""
+    from taskgroup.pipeline import refresh_report
+
+    page = refresh_report(run_dir)
+    if page is not None:
+        typer.echo(f"→ {page} (refreshed)")
 
 
 @app.command()

@@ -22,6 +22,7 @@ from taskgroup.grouping import sweep as sweep_budgets
 from taskgroup.grouping.objective import check_groups
 from taskgroup.recipe import Recipe
 from taskgroup.report import plots
+from taskgroup.report.freshness import AFFINITY_FINGERPRINT, affinity_fingerprint
 from taskgroup.report.html import render_report
 from taskgroup.rundir import (
     AFFINITY,
@@ -153,7 +154,11 @@ def group_stage(
     if certify is not None:
         chosen = certify_grouping(source, chosen, time_limit=certify, on_round=on_certificate_round)
     seconds = time.perf_counter() - started
-    inputs = {"affinity": str(affinity_path)} if pairs is None else {"pairs": str(pairs)}
+    inputs = (
+        {"affinity": str(affinity_path), AFFINITY_FINGERPRINT: affinity_fingerprint(affinity_path)}
+        if pairs is None
+        else {"pairs": str(pairs)}
+    )
     outputs = _write_grouping(run_dir, affinity, chosen, curve, inputs, settings)
     record_stage(
         run_dir,
@@ -293,6 +298,12 @@ def report_stage(run_dir: Path) -> Path:
     path = write_atomic(run_dir / REPORT, render_report(run_dir))
     record_stage(run_dir, "report", {"outputs": [REPORT]})
     return path
+
+
+def refresh_report(run_dir: Path) -> Path | None:
+    """Rewrite ``report.html`` when ``run_dir`` holds one, so that after ``taskgroup group``
+    or ``train`` it shows the new stage (and what it made stale); ``None`` when there is none."""
+    return report_stage(run_dir) if (run_dir / REPORT).exists() else None
 
 
 def check_run(recipe: Recipe, run_dir: Path, device: str | None) -> Benchmark:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -45,6 +46,13 @@ def _umask() -> int:
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomically write ``obj`` as indented JSON (NaN/inf are refused, not written)."""
     return write_atomic(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def fingerprint(value: Any) -> str:
+    """A short digest (16 hex digits of a sha256) of ``value``'s JSON with sorted keys, so equal
+    JSON values (a tuple and a list alike) have equal fingerprints."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from taskgroup.affinity.matrix import AffinityMatrix
+from taskgroup.report.signals import signal_of
 
 
 def _scale(values) -> tuple[float, str]:
@@ -22,13 +23,8 @@ def affinity_table(affinity: AffinityMatrix, top: int = 5) -> str:
     names = affinity.tasks
     width = max(8, *(len(n) for n in names))
     header = f"{'source → target':<{width}} " + " ".join(f"{n[:10]:>10}" for n in names)
-    signal = affinity.metadata.get("lookahead")
-    title = (
-        f"Gradient cosine Z[source, target]{unit}; > 0: the tasks' gradients agree"
-        if signal == "cosine"
-        else f"Lookahead affinity Z[source, target]{unit}; > 0: the source's step lowers the "
-        f"target's loss"
-    )
+    signal = signal_of(affinity)
+    title = f"{signal.name}: Z[source, target]{unit}; {signal.sign}"
     lines = [title, header]
     for name, row in zip(names, affinity.values, strict=True):
         lines.append(f"{name:<{width}} " + " ".join(f"{v * factor:>10.3f}" for v in row))

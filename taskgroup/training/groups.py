@@ -26,7 +26,7 @@ from taskgroup.data.benchmark import Benchmark
 from taskgroup.grouping.objective import Grouping, check_groups
 from taskgroup.rundir import RESULTS, network_dir
 from taskgroup.settings import TrainSettings
-from taskgroup.storage import read_json, write_json
+from taskgroup.storage import fingerprint, read_json, write_json
 from taskgroup.training.metrics import LOSS, delta_m, higher_is_better
 from taskgroup.training.trainer import GroupResult, group_key, train_group
 
@@ -47,6 +47,10 @@ class GroupResults:
         together: the all-tasks training (``None`` without baselines).
         directions: ``{task: {metric: higher_is_better}}`` (the loss included, lower is better).
         settings: the training settings.
+        trained_for: what produced it, ``{"groups": groups_fingerprint(groups), "settings":
+            fingerprint(settings)}``, so a report can tell results of another grouping (``{}``
+            in files written before it was recorded; :attr:`grouping_fingerprint` then derives
+            the groups' fingerprint from ``groups``).
     """
 
     tasks: list[str]
@@ -57,6 +61,14 @@ class GroupResults:
     together: GroupResult | None
     directions: dict[str, dict[str, bool]]
     settings: dict[str, Any] = field(default_factory=dict)
+    trained_for: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def grouping_fingerprint(self) -> str:
+        """The fingerprint of the groups these networks were trained for."""
+        return self.trained_for.get("groups") or groups_fingerprint(
+            [r.tasks for r in self.groups]
+        )
 
     @property
     def metrics(self) -> dict[str, dict[str, float]]:
@@ -122,6 +134,7 @@ class GroupResults:
             "serves": self.serves,
             "cost": self.cost,
             "settings": self.settings,
+            "trained_for": self.trained_for,
             "directions": self.directions,
             "groups": [r.to_dict() for r in self.groups],
             "single": None
@@ -153,6 +166,7 @@ class GroupResults:
                 together=None if together is None else GroupResult.from_dict(together),
                 directions=data["directions"],
                 settings=data.get("settings", {}),
+                trained_for=dict(data.get("trained_for") or {}),
             )
         except (KeyError, TypeError) as e:
             raise ValueError(f"{path}: malformed results ({e})") from None
@@ -178,6 +192,12 @@ class GroupResults:
                 f"{self.delta_m_together(only=[LOSS]):+.2f}%)"
             )
         return "\n".join(lines)
+
+
+def groups_fingerprint(groups: Sequence[Sequence[str]]) -> str:
+    """A fingerprint of ``groups``: their order counts (it numbers the networks), the order of
+    the tasks inside a group does not."""
+    return fingerprint([sorted(g) for g in groups])
 
 
 def read_groups(path: str | os.PathLike) -> list[tuple[str, ...]]:
@@ -302,6 +322,7 @@ def _gather(
     if settings.baselines:
         single = {t: done[group_key((t,), SINGLE_TASK_AGGREGATOR)] for t in tasks}
         together = done[group_key(tuple(tasks), aggregator)]
+    network = settings.network() | {"single_task_aggregator": SINGLE_TASK_AGGREGATOR}
     return GroupResults(
         tasks=tasks,
         aggregator=aggregator,
@@ -310,7 +331,8 @@ def _gather(
         single=single,
         together=together,
         directions=higher_is_better(benchmark.tasks),
-        settings=settings.network() | {"single_task_aggregator": SINGLE_TASK_AGGREGATOR},
+        settings=network,
+        trained_for={"groups": groups_fingerprint(groups), "settings": fingerprint(network)},
     )
 
 

@@ -1,12 +1,17 @@
 """report.html: self-contained, escaped, every section; loaded in headless chromium without
-console errors (the browser test is skipped where chromium is not installed; .ci/run installs
+console errors, with the summary box first, the group graph decoded at its full size, no
+comparison whose sign contradicts its "better" marker, and the stale-results banner after a
+regroup (the browser tests are skipped where chromium is not installed; .ci/run installs
 Debian's)."""
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
+import struct
 import subprocess
+from html.parser import HTMLParser
 
 import numpy as np
 import pytest
@@ -15,22 +20,16 @@ from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.cli import main
 from taskgroup.pipeline import group_stage
 from taskgroup.report.html import SECTIONS, render_report
+from taskgroup.report.numbers import improvement
 from taskgroup.settings import GroupSettings
-from tests.recipes import tiny
-
-TINY = tiny(seed=0)
+from taskgroup.training.groups import GroupResults
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def full_report(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("report")
-    recipe = tmp_path / "tiny.toml"
-    recipe.write_text(TINY)
-    out = tmp_path / "out"
-    assert main(["run", str(recipe), "--out", str(out), "--no-progress"]) == 0
-    return out / "report.html"
+def full_report(tiny_run):
+    return tiny_run / "report.html"
 
 
 def test_page_is_self_contained_with_every_section(full_report):
@@ -103,6 +102,63 @@ def test_browser_detects_a_broken_page(tmp_path):
     assert 'data-images="broken"' in dom
 
 
+class Dom(HTMLParser):
+    """The sections (in order), images and tables of a page: the DOM chromium dumped."""
+
+    def __init__(self, page: str):
+        super().__init__()
+        self.sections: list[str] = []
+        self.images: list[dict[str, str]] = []
+        self.tables: dict[str, dict] = {}
+        self.stale: list[tuple[str, str]] = []  # (section, stage) of each banner
+        self._table = self._row = self._cell = None
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "section":
+            self.sections.append(attrs.get("id"))
+        elif tag == "img":
+            self.images.append(attrs)
+        elif tag == "div" and "stale" in attrs.get("class", ""):
+            self.stale.append((self.sections[-1], attrs.get("data-stage")))
+        elif tag == "table":
+            self._table = self.tables.setdefault(attrs.get("data-table"), {"head": [], "rows": []})
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+        elif tag in ("th", "td") and self._row is not None:
+            self._cell = {"text": "", "better": attrs.get("data-better"), "class": None}
+            self._row.append(self._cell)
+        elif tag == "span" and self._cell is not None:
+            self._cell["class"] = attrs.get("class")
+
+    def handle_endtag(self, tag):
+        if tag == "tr" and self._row is not None:
+            kind = "head" if self._table["head"] == [] else "rows"
+            self._table[kind].append(self._row)
+            self._row = None
+        elif tag in ("th", "td"):
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell["text"] += data
+
+
+def png_size(uri: str) -> tuple[int, int]:
+    """Width and height from the PNG header of a data URI."""
+    png = base64.b64decode(uri.split(",", 1)[1])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", png[16:24])
+
+
+def signed(text: str) -> float:
+    """The number of a comparison cell, "+0.48%" or "−1.25%"."""
+    return float(text.strip().rstrip("%").replace("−", "-").replace("\u2212", "-"))
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
 def test_report_loads_in_chromium_without_console_errors(full_report, tmp_path):
     dom, console = load_in_chromium(full_report, tmp_path)
@@ -111,6 +167,61 @@ def test_report_loads_in_chromium_without_console_errors(full_report, tmp_path):
     for key in SECTIONS:
         assert f'id="{key}"' in dom
     assert "Δm vs single-task" in dom
+    page = Dom(dom)
+    assert page.sections[0] == "summary" and page.sections == list(SECTIONS)
+    assert page.stale == []
+    graph = next(img for img in page.images if img.get("data-plot") == "graph")
+    width, height = (int(v) for v in graph["data-natural"].split("x"))
+    assert width > 0 and height > 0 and (width, height) == png_size(graph["src"])
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_no_comparison_in_chromium_has_a_sign_against_its_marker(full_report, tmp_path):
+    dom, _ = load_in_chromium(full_report, tmp_path)
+    table = Dom(dom).tables["results"]
+    head = table["head"][0]
+    compare = {c: cell["better"] for c, cell in enumerate(head) if cell["better"]}
+    assert list(compare.values()) == ["higher", "higher"]
+    results = GroupResults.load(full_report.parent / "results.json")
+    against = {"grouped vs alone": "single", "grouped vs all together": "together"}
+    checked = 0
+    for row in table["rows"]:
+        task, metric = row[0]["text"], row[1]["text"]
+        up = results.directions[task][metric]
+        assert row[2]["text"] == ("↑\xa0higher" if up else "↓\xa0lower")
+        for c, better in compare.items():
+            base = [b for name, b in against.items() if head[c]["text"].startswith(name + ":")]
+            baseline = (
+                results.single[task].test[task][metric]
+                if base == ["single"]
+                else results.together.test[task][metric]
+            )
+            change = improvement(results.metrics[task][metric], baseline, up)
+            shown = row[c]["text"]
+            if shown.startswith("0.00"):
+                assert abs(change) < 0.005
+                continue
+            value = signed(shown)
+            assert value == pytest.approx(change, abs=0.006)  # + means better, as marked
+            assert row[c]["class"] == ("better" if value > 0 else "worse")
+            assert "higher is better" in head[c]["text"] and better == "higher"
+            checked += 1
+    assert checked >= 8
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_chromium_shows_the_stale_results_banner_after_a_regroup(copy_run, tmp_path):
+    assert main(["group", str(copy_run), "--budget", "1"]) == 0
+    dom, console = load_in_chromium(copy_run / "report.html", tmp_path)
+    assert console == [] and 'data-images="ok"' in dom
+    page = Dom(dom)
+    assert page.sections[0] == "summary"
+    assert ("summary", "results") in page.stale and ("results", "results") in page.stale
+    assert "results" not in page.tables  # no results of the old grouping beside the new one
+    assert f"taskgroup train {copy_run}" in dom
+    assert [r[1]["text"] for r in page.tables["summary-groups"]["rows"]] == [
+        "g0_t0, g0_t1, g1_t0, g1_t1"
+    ]
 
 
 def test_selection_cost_is_shown(tmp_path):
