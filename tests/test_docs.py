@@ -1,0 +1,328 @@
+"""The docs: the site builds with ``mkdocs build --strict``, and the code in the docs runs.
+
+Which code blocks run (the convention):
+
+- **README.md** and **docs/your-own-tasks.md** (the tutorial): every ```` ```python ```` block
+  runs, in the page's order, in one namespace per page (later blocks use earlier blocks' names),
+  in a fresh temporary working directory.
+- **Every other page of docs/** (docs/api.md among them): only the blocks marked runnable, i.e.
+  whose previous non-blank line is ``<!-- runnable -->`` (an HTML comment: invisible on the site
+  and on GitHub). The unmarked blocks are signatures and fragments, e.g. api.md's
+  ``tg.measure_affinity(source, settings=None, *, ...)``.
+- In a page that runs, a block with a title (```` ```python title="mytasks.py" ````,
+  ```` ```toml title="mytasks.toml" ````) is not run but written to that file in the working
+  directory, for the blocks after it to use. Python's import path includes that directory.
+- ```` ```bash ```` blocks run only when marked runnable, and may hold only ``taskgroup ...``
+  command lines (and ``#`` comments): each runs as ``taskgroup.cli.main(args)`` in the working
+  directory and must exit 0. (README's ``pip install`` lines are not marked, so they never run.)
+
+A failing block's traceback names the Markdown file and its line. The examples use small step
+counts so the whole page runs in seconds; they say so where real use needs more.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import taskgroup
+from taskgroup.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+FULLY_RUN = (ROOT / "README.md", DOCS / "your-own-tasks.md")
+MARKER = "<!-- runnable -->"
+FENCE = re.compile(r"^```(?P<lang>[\w-]+)(?P<attrs>[^`]*)$")
+TITLE = re.compile(r'title="(?P<title>[^"]+)"')
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    lang: str
+    body: str
+    line: int  # 1-based line of the body's first line in the Markdown file
+    marked: bool
+    title: str | None
+
+
+def code_blocks(text: str) -> list[Block]:
+    """The fenced code blocks of ``text`` that start at column 0, in order."""
+    lines = text.splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        opened = FENCE.match(lines[i])
+        if opened is None:
+            i += 1
+            continue
+        previous = next((s.strip() for s in reversed(lines[:i]) if s.strip()), "")
+        end = next(j for j in range(i + 1, len(lines)) if lines[j].rstrip() == "```")
+        title = TITLE.search(opened["attrs"])
+        blocks.append(
+            Block(
+                lang=opened["lang"],
+                body="\n".join(lines[i + 1 : end]) + "\n",
+                line=i + 2,
+                marked=previous == MARKER,
+                title=title["title"] if title else None,
+            )
+        )
+        i = end + 1
+    return blocks
+
+
+def runnable(path: Path, full: bool | None = None) -> list[Block]:
+    """The blocks of ``path`` that run (or are written to files), under the module's convention;
+    ``full``: every Python block runs (default: for the pages of ``FULLY_RUN``)."""
+    full = path in FULLY_RUN if full is None else full
+    chosen = []
+    for block in code_blocks(path.read_text(encoding="utf-8")):
+        if block.lang == "bash":
+            runs = block.marked
+        else:
+            runs = (block.title is not None or block.lang == "python") and (full or block.marked)
+        if runs:
+            chosen.append(block)
+    return chosen
+
+
+def run_blocks(path: Path, blocks: list[Block], cwd: Path, monkeypatch) -> dict:
+    """Run ``blocks`` of ``path`` in order in ``cwd``; returns the Python namespace."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.syspath_prepend(str(cwd))
+    namespace: dict = {"__name__": "__main__"}
+    before = set(sys.modules)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            for block in blocks:
+                if block.title is not None:
+                    (cwd / block.title).write_text(block.body, encoding="utf-8")
+                elif block.lang == "python":
+                    # padded so that a traceback's line numbers are the Markdown file's
+                    source = "\n" * (block.line - 1) + block.body
+                    exec(compile(source, str(path), "exec"), namespace)
+                else:
+                    run_commands(path, block)
+    finally:
+        for name in set(sys.modules) - before:  # the page's own modules, written into cwd
+            if str(cwd) in str(getattr(sys.modules[name], "__file__", None) or ""):
+                del sys.modules[name]
+    return namespace
+
+
+def run_commands(path: Path, block: Block) -> None:
+    for offset, line in enumerate(block.body.splitlines()):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        args = shlex.split(line, comments=True)
+        where = f"{path.name}:{block.line + offset}"
+        assert args[0] == "taskgroup", f"{where}: a runnable bash line must be a taskgroup command"
+        assert main(args[1:]) == 0, f"{where}: {line!r} failed"
+
+
+# --- the convention itself ---------------------------------------------------------------------
+
+SAMPLE = """# page
+
+```python
+a = 1
+```
+
+<!-- runnable -->
+
+```python
+b = 2
+```
+
+- a list
+  ```python
+  indented = "not a top-level block"
+  ```
+
+```toml title="r.toml"
+x = 1
+```
+
+<!-- runnable -->
+```bash
+taskgroup --version
+```
+"""
+
+
+def test_code_blocks_follow_the_convention(tmp_path):
+    blocks = code_blocks(SAMPLE)
+    assert [(b.lang, b.marked, b.title) for b in blocks] == [
+        ("python", False, None),
+        ("python", True, None),
+        ("toml", False, "r.toml"),
+        ("bash", True, None),
+    ]
+    lines = SAMPLE.splitlines()
+    for block in blocks:
+        assert lines[block.line - 1] == block.body.splitlines()[0]
+    page = tmp_path / "page.md"
+    page.write_text(SAMPLE)
+    assert [b.body for b in runnable(page)] == ["b = 2\n", "taskgroup --version\n"]
+    every = ["a = 1\n", "b = 2\n", "x = 1\n", "taskgroup --version\n"]
+    assert [b.body for b in runnable(page, full=True)] == every
+
+
+def test_a_failing_block_names_the_markdown_line(tmp_path, monkeypatch):
+    page = tmp_path / "page.md"
+    page.write_text("intro\n\n```python\nx = 1\nundefined_name\n```\n")
+    with pytest.raises(NameError) as caught:
+        run_blocks(page, code_blocks(page.read_text()), tmp_path, monkeypatch)
+    frame = caught.traceback[-1]
+    assert (Path(str(frame.path)), frame.lineno + 1) == (page, 5)
+
+
+# --- README ----------------------------------------------------------------------------------
+
+
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    blocks = runnable(ROOT / "README.md")
+    assert len([b for b in blocks if b.lang == "python"]) >= 2
+    ns = run_blocks(ROOT / "README.md", blocks, tmp_path, monkeypatch)
+    # what the README says they show: `planted`'s two planted groups, found by the affinity
+    assert ns["grouping"].groups == [("g0_t0", "g0_t1"), ("g1_t0", "g1_t1")]
+    results = json.loads((tmp_path / "runs" / "mine" / "results.json").read_text())
+    assert [g["tasks"] for g in results["groups"]] == [["g0_t0", "g0_t1"], ["g1_t0", "g1_t1"]]
+    assert ns["affinity"].tasks == ["g0_t0", "g0_t1", "g1_t0", "g1_t1"]
+
+
+def test_readme_keeps_the_ci_test_command():
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert ci == 'pip install torch==2.13.0 -e ".[dev]" && python -m pytest -q -m "not slow"'
+    readme = (ROOT / "README.md").read_text()
+    assert ci in readme
+    assert 'pip install torch==2.13.0 -e ".[dev]" && taskgroup run' in readme
+    assert "mkdocs build" in readme
+
+
+# --- docs pages ------------------------------------------------------------------------------
+
+
+def marked_pages() -> list[Path]:
+    pages = sorted(p for p in DOCS.rglob("*.md") if p not in FULLY_RUN)
+    return [p for p in pages if runnable(p)]
+
+
+def test_api_page_has_runnable_blocks():
+    assert DOCS / "api.md" in marked_pages()
+
+
+@pytest.mark.parametrize("page", marked_pages(), ids=lambda p: str(p.relative_to(DOCS)))
+def test_marked_blocks_of_docs_pages_run(page, tmp_path, monkeypatch):
+    run_blocks(page, runnable(page), tmp_path, monkeypatch)
+
+
+# --- the site --------------------------------------------------------------------------------
+
+
+def build(config: Path, site: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # material's banner about MkDocs 2.0
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config)]
+    return subprocess.run(
+        [*command, "--site-dir", str(site)],
+        cwd=config.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def public_names(module) -> list[str]:
+    """``__all__`` of ``module``, without submodules and dunder names."""
+    names = [n for n in module.__all__ if not n.startswith("__")]
+    return [n for n in names if not isinstance(getattr(module, n), type(taskgroup))]
+
+
+def test_site_builds_strict_with_the_api_reference(tmp_path):
+    done = build(ROOT / "mkdocs.yml", tmp_path / "site")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "WARNING" not in done.stderr, done.stderr
+    import taskgroup.affinity
+    import taskgroup.settings
+
+    pages = {
+        "taskgroup": taskgroup,
+        "settings": taskgroup.settings,
+        "affinity": taskgroup.affinity,
+        "grouping": taskgroup.grouping,
+        "aggregators": taskgroup.aggregators,
+        "data": taskgroup.data,
+    }
+    for page, module in pages.items():
+        html = (tmp_path / "site" / "reference" / page / "index.html").read_text()
+        names = getattr(module, "__all__", None) and public_names(module)
+        if names is None:  # settings: its public classes
+            tree = ast.parse(Path(module.__file__).read_text())
+            names = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+            names = [n for n in names if not n.startswith("_")]
+        missing = [n for n in names if f'id="{module.__name__}.{n}"' not in html]
+        assert not missing, f"reference/{page}: no entry for {missing}"
+
+
+def test_strict_build_fails_on_broken_links_anchors_and_docstrings(tmp_path):
+    """The site's settings (validation, griffe) on a tiny project with one fault of each kind."""
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "index.md").write_text("# Home\n\n## Present\n\n[a](other.md#absent) [b](gone.md)\n")
+    (docs / "other.md").write_text("# Other\n\n::: faulty\n")
+    (tmp_path / "faulty.py").write_text(
+        '"""A module."""\n\n\ndef f(x):\n    """Do.\n\n    Args:\n        no colon here\n    """\n'
+    )
+    config["docs_dir"] = str(docs)
+    config["nav"] = ["index.md", "other.md"]
+    plugin = next(p for p in config["plugins"] if isinstance(p, dict) and "mkdocstrings" in p)
+    handler = plugin["mkdocstrings"]["handlers"]["python"]
+    handler["paths"] = [str(tmp_path)]
+    path = tmp_path / "mkdocs.yml"
+    path.write_text(yaml.safe_dump(config))
+    done = build(path, tmp_path / "site")
+    assert done.returncode != 0
+    assert "'other.md#absent'" in done.stderr, done.stderr
+    assert "'gone.md'" in done.stderr, done.stderr
+    assert "griffe: faulty.py" in done.stderr, done.stderr
+
+
+# --- the tutorial ------------------------------------------------------------------------------
+
+
+def test_your_own_tasks_runs_in_python_and_through_its_recipe(tmp_path, monkeypatch):
+    page = DOCS / "your-own-tasks.md"
+    blocks = runnable(page)
+    assert [b.title for b in blocks if b.title] == ["mytasks.py", "mytasks.toml"]
+    assert any(b.lang == "bash" for b in blocks)
+    ns = run_blocks(page, blocks, tmp_path, monkeypatch)
+    # the Dataset streams the rows the tensors hold: the same affinity, bit for bit
+    assert (ns["streamed_affinity"].values == ns["affinity"].values).all()
+    # the recipe builds the same benchmark with the same settings: the same affinity and groups
+    run = tmp_path / "runs" / "mytasks"
+    recorded = json.loads((run / "affinity.json").read_text())
+    assert recorded["tasks"] == ns["affinity"].tasks
+    assert (np.array(recorded["values"]) == ns["affinity"].values).all()
+    groups = json.loads((run / "groups.json").read_text())["groups"]
+    assert [tuple(g) for g in groups] == ns["grouping"].groups
+    for name in ("results.json", "report.html"):
+        assert (run / name).is_file(), name
+    # what the page says the manifest records: the factory and a fingerprint of its data
+    recorded = json.loads((run / "manifest.json").read_text())["run"]
+    assert recorded["factory"] == f"{tmp_path / 'mytasks.py'}:make"
+    assert recorded["data"]["train"]["rows"] == 1000
+    # `taskgroup train --aggregator pcgrad` retrained the groups on the same run
+    assert json.loads((run / "results.json").read_text())["aggregator"] == "pcgrad"
