@@ -66,9 +66,7 @@ class GroupResults:
     @property
     def grouping_fingerprint(self) -> str:
         """The fingerprint of the groups these networks were trained for."""
-        return self.trained_for.get("groups") or groups_fingerprint(
-            [r.tasks for r in self.groups]
-        )
+        return self.trained_for.get("groups") or groups_fingerprint([r.tasks for r in self.groups])
 
     @property
     def metrics(self) -> dict[str, dict[str, float]]:
