@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import sys
 import time
@@ -430,17 +431,56 @@ def main(argv: list[str] | None = None) -> int:
     """
     from taskgroup import distributed
 
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = global_options_first(list(sys.argv[1:] if argv is None else argv))
     quiet = distributed.init_from_env() and not distributed.is_writer()
     try:
         with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
             app(args=args, prog_name="taskgroup", obj=args)  # obj: what --nproc relaunches
     except SystemExit as e:  # click's standalone mode ends every run with SystemExit
-        return e.code if isinstance(e.code, int) else int(e.code is not None)
-    except (ValueError, OSError, distributed.LaunchError) as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        if code == INTERRUPTED:  # typer's exit code for Ctrl-C
+            typer.echo(
+                "\ntaskgroup: interrupted; every file written so far is complete: run the same "
+                "command again to resume",
+                err=True,
+            )
+        return code
+    except OSError as e:
+        typer.echo(f"taskgroup: error: {_os_error(e)}", err=True)
+        return 2
+    except (ValueError, distributed.LaunchError) as e:
         typer.echo(f"taskgroup: error: {e}", err=True)
         return 2
     return 0
+
+
+INTERRUPTED = 130
+GLOBAL_OPTIONS = {"--threads": 1, "--version": 0}  # option: how many values follow it
+
+
+def global_options_first(args: list[str]) -> list[str]:
+    """``args`` with the global options (``--threads N``, ``--version``) moved before the
+    subcommand, so that ``taskgroup run --threads 2`` works as ``taskgroup --threads 2 run``."""
+    front, rest, i = [], [], 0
+    while i < len(args):
+        name = args[i].split("=", 1)[0]
+        if name in GLOBAL_OPTIONS:
+            values = 0 if "=" in args[i] else GLOBAL_OPTIONS[name]
+            front += args[i : i + 1 + values]
+            i += 1 + values
+        else:
+            rest.append(args[i])
+            i += 1
+    return front + rest
+
+
+def _os_error(e: OSError) -> str:
+    """One plain sentence for a failed file operation (not Python's ``[Errno 20] ...``)."""
+    reason = (e.strerror or str(e)).rstrip(".").lower()
+    if e.filename is None:
+        return f"a file operation failed: {reason}"
+    hint = " (a part of this path is a file)" if e.errno == errno.ENOTDIR else ""
+    return f"cannot use {e.filename}: {reason}{hint}"
 
 
 def run_on_rank(argv: list[str]) -> int:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from taskgroup.affinity.matrix import AffinityMatrix
-from taskgroup.cli import main
+from taskgroup.cli import global_options_first, main
 
 FAST = ["planted", "--steps", "6", "--every", "3", "--no-progress"]
 
@@ -128,3 +130,44 @@ def test_usage_errors_exit_2_without_traceback(capsys):
     assert "No such option: --bogus" in err and "Traceback" not in err
     assert main(["no-such-command"]) == 2
     assert main(["--help"]) == 0
+
+
+def test_global_options_after_the_subcommand(tmp_path):
+    assert main(["affinity", *FAST, "--out", str(tmp_path / "a"), "--threads", "1"]) == 0
+    assert main(["affinity", *FAST, "--threads=1", "--out", str(tmp_path / "b")]) == 0
+    assert global_options_first(["run", "x.toml", "--threads", "2", "--out", "o"]) == [
+        "--threads",
+        "2",
+        "run",
+        "x.toml",
+        "--out",
+        "o",
+    ]
+
+
+def test_an_os_error_is_one_plain_sentence(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    assert main(["affinity", *FAST, "--out", str(tmp_path / "afile" / "sub")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"taskgroup: error: cannot use {tmp_path / 'afile' / 'sub'}: not a directory "
+        f"(a part of this path is a file)"
+    )
+
+
+def test_an_interrupt_says_how_to_resume(tmp_path):
+    """Ctrl-C in a long co-training run: exit code 130 and one line on how to resume."""
+    command = [sys.executable, "-m", "taskgroup.cli", "affinity", "planted", "--steps", "100000"]
+    process = subprocess.Popen(
+        [*command, "--out", str(tmp_path), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "log.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)  # the co-training run has started writing its event log
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "run the same command again to resume" in err and "Traceback" not in err

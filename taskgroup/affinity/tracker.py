@@ -16,7 +16,7 @@ from taskgroup.affinity.lookahead import (
     resolve_lookahead,
 )
 from taskgroup.affinity.matrix import AffinityMatrix
-from taskgroup.models import SharedSpec
+from taskgroup.models import SharedSpec, shared_parameter_names
 
 
 class AffinityTracker:
@@ -56,8 +56,14 @@ class AffinityTracker:
             raise ValueError(f"every must be a positive integer, got {every!r}")
         self.model, self.losses, self.every = model, dict(losses), every
         self.lookahead = resolve_lookahead(lookahead, optimizer)
+        # resolved once: a model that needs shared= fails here, not at the first step()
+        self.shared = shared_parameter_names(model, shared)
         self.options = dict(
-            shared=shared, optimizer=optimizer, lr=lr, lookahead=self.lookahead, **lookahead_options
+            shared=self.shared,
+            optimizer=optimizer,
+            lr=lr,
+            lookahead=self.lookahead,
+            **lookahead_options,
         )
         self.steps_seen = 0
         self._steps: list[int] = []

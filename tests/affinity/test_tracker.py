@@ -40,3 +40,25 @@ def test_tracker_validates_its_schedule():
         AffinityTracker(model, LOSSES, lr=0.1, every=0)
     with pytest.raises(ValueError, match="no affinity measured"):
         AffinityTracker(model, LOSSES, lr=0.1).result()
+
+
+def test_a_model_that_needs_shared_fails_when_the_tracker_is_made():
+    """A plain nn.Module names its shared parameters with shared=; without it the tracker
+    refuses at construction, not at its first step()."""
+
+    class Plain(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = make_model()
+
+        def forward(self, x):
+            return self.inner(x)
+
+    model = Plain()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="shared=None only works for a MultiTaskModel"):
+        AffinityTracker(model, LOSSES, optimizer=opt)
+    tracker = AffinityTracker(model, LOSSES, optimizer=opt, shared=model.inner.trunk)
+    x, t = make_batch(seed=0)
+    expected = lookahead_affinity(model, x, t, LOSSES, optimizer=opt, shared=model.inner.trunk)
+    np.testing.assert_allclose(tracker.step(x, t).numpy(), expected.numpy(), atol=0)
