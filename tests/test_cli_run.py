@@ -130,7 +130,7 @@ def test_unwritable_output_directory(tmp_path, capsys):
     assert (
         main(["run", write_recipe(tmp_path), "--out", str(blocker / "out"), "--no-progress"]) == 2
     )
-    one_line_error(capsys, "Not a directory")
+    one_line_error(capsys, "not a directory (a part of this path is a file)")
 
 
 def test_train_without_a_recorded_benchmark_asks_for_the_recipe(tmp_path, capsys):
