@@ -17,9 +17,12 @@ VERSION = 1
 
 def _as_matrix(values, n: int | None, what: str) -> np.ndarray:
     try:
-        array = np.asarray(values, dtype=np.float64)
+        given = np.asarray(values)
     except (TypeError, ValueError):
         raise ValueError(f"{what} must be a numeric n×n matrix") from None
+    if given.dtype.kind not in "iuf":  # numpy would turn "0.3" into 0.3 without a word
+        raise ValueError(f"{what} must be numeric, got entries of type {given.dtype}")
+    array = given.astype(np.float64)
     if array.ndim != 2 or array.shape[0] != array.shape[1]:
         raise ValueError(f"{what} must be square (n×n), got shape {array.shape}")
     if n is not None and array.shape[0] != n:

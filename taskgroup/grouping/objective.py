@@ -477,8 +477,9 @@ def make_grouping(
 
 
 def check_groups(groups: Sequence[Sequence[str]], tasks: Sequence[str]) -> list[tuple[str, ...]]:
-    """``groups`` as tuples after checking they name only ``tasks``, cover all of them and hold
-    no duplicates; ``ValueError`` naming the offending task otherwise."""
+    """``groups`` as tuples after checking they name only ``tasks``, cover all of them, repeat no
+    task within a group and no group (in any order); ``ValueError`` naming the offending task
+    or group otherwise."""
     if not groups:
         raise ValueError("the grouping has no groups")
     known = set(tasks)
@@ -493,6 +494,8 @@ def check_groups(groups: Sequence[Sequence[str]], tasks: Sequence[str]) -> list[
             )
         if not members or len(set(members)) != len(members):
             raise ValueError(f"group {list(members)} is empty or repeats a task")
+        if any(set(members) == set(other) for other in checked):
+            raise ValueError(f"group {list(members)} appears twice in the grouping")
         checked.append(members)
     covered = {t for g in checked for t in g}
     missing = [t for t in tasks if t not in covered]

@@ -68,6 +68,7 @@ def test_pairs_are_sorted_and_select_reorders():
         ([[np.nan, 0], [0, 0]], ["a", "b"], "NaN"),
         (np.eye(2), ["a", "a"], "distinct"),
         ([["x", "y"], ["z", "w"]], ["a", "b"], "numeric"),
+        ([["0.3", "0"], ["0", "1"]], ["a", "b"], "numeric, got entries of type <U3"),
     ],
 )
 def test_invalid_matrices_are_refused(values, tasks, message):
@@ -88,6 +89,11 @@ def test_invalid_matrices_are_refused(values, tasks, message):
             "square",
         ),
         ("[1, 2]", "not a taskgroup affinity file"),
+        (
+            '{"format": "taskgroup.affinity", "version": 1, "tasks": ["a", "b"], '
+            '"values": [["0.3", "0"], ["0", "0.1"]]}',
+            "must be numeric",
+        ),
     ],
 )
 def test_corrupt_files_name_the_file_and_the_problem(tmp_path, content, message):

@@ -99,6 +99,8 @@ def test_bad_groupings_are_named(bench, tmp_path):
         check_groups([("g0_t0", "g0_t1", "g1_t0")], names)
     with pytest.raises(ValueError, match="repeats a task"):
         check_groups([("g0_t0", "g0_t0"), tuple(names)], names)
+    with pytest.raises(ValueError, match=r"group \['g0_t1', 'g0_t0'\] appears twice"):
+        check_groups([("g0_t0", "g0_t1"), tuple(names), ("g0_t1", "g0_t0")], names)
     with pytest.raises(ValueError, match="workers"):
         train_groups(bench, [tuple(names)], workers=0)
     with pytest.raises(ValueError, match="aggregator must be one of mean, "):
