@@ -7,6 +7,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from tests.recipes import TINY_STAGES
+
 MYTASKS = '''
 """mytasks: four regression tasks in two related pairs (a1, a2 | b1, b2) on 6 features."""
 
@@ -99,16 +101,4 @@ def write_plugin(root: Path, entry_points: dict[str, str], name: str = "mytasks"
 def factory_recipe(factory: str, seed: int = 0, **options) -> str:
     """A tiny recipe (4 tasks, 6 co-training steps, 20 training steps) on ``factory``."""
     table = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in options.items())
-    return f"""seed = {seed}
-[benchmark]
-factory = "{factory}"
-{table}[affinity]
-steps = 6
-every = 3
-[group]
-budget = 2
-sweep = true
-[train]
-steps = 20
-eval_every = 10
-"""
+    return f'seed = {seed}\n[benchmark]\nfactory = "{factory}"\n{table}' + TINY_STAGES

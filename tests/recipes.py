@@ -1,15 +1,7 @@
 """Recipes the end-to-end tests share: tiny, so `taskgroup run` takes seconds."""
 
-TINY = """
-seed = {seed}
-[benchmark]
-name = "planted"
-groups = 2
-tasks_per_group = 2
-n_train = 256
-n_val = 64
-n_test = 64
-[affinity]
+# the stage tables every tiny recipe shares (6 co-training steps, 20 training steps)
+TINY_STAGES = """[affinity]
 steps = 6
 every = 3
 [group]
@@ -19,6 +11,20 @@ sweep = true
 steps = 20
 eval_every = 10
 """
+
+TINY = (
+    """
+seed = {seed}
+[benchmark]
+name = "planted"
+groups = 2
+tasks_per_group = 2
+n_train = 256
+n_val = 64
+n_test = 64
+"""
+    + TINY_STAGES
+)
 
 
 def tiny(seed: int = 0) -> str:

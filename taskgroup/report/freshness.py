@@ -17,6 +17,7 @@ from typing import Any
 
 from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.grouping import Grouping
+from taskgroup.rundir import GROUPS, RESULTS
 from taskgroup.settings import GroupSettings
 from taskgroup.storage import fingerprint
 from taskgroup.training.groups import GroupResults, groups_fingerprint
@@ -96,8 +97,8 @@ def stale_stages(
             stale.append(
                 Stale(
                     "groups",
-                    "groups.json",
-                    "groups.json was selected from another affinity matrix than affinity.json "
+                    GROUPS,
+                    f"{GROUPS} was selected from another affinity matrix than affinity.json "
                     "holds now (the affinity was measured again).",
                     group_command(run_dir, grouping, stages.get("group")),
                 )
@@ -109,8 +110,8 @@ def stale_stages(
             stale.append(
                 Stale(
                     "results",
-                    "results.json",
-                    f"results.json was trained for other groups ({trained}) than groups.json "
+                    RESULTS,
+                    f"{RESULTS} was trained for other groups ({trained}) than {GROUPS} "
                     f"holds now ({_names(grouping.groups)}); its results are not shown.",
                     train_command(run_dir),
                 )
