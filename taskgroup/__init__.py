@@ -7,7 +7,13 @@ The public API (see docs/api.md)::
     A = tg.measure_affinity("multidigits", steps=1500, every=10)           # AffinityMatrix
     grouping = tg.select_groups(A, budget=3)                                # Grouping
     results = tg.train_groups(benchmark, grouping, aggregator="nash_mtl")   # GroupResults
+
+Long calls show tqdm progress bars when stderr is a terminal (``progress=None``; ``True`` forces
+them, ``False`` silences them) and log through ``logging.getLogger("taskgroup")``, which has only
+a ``NullHandler``: configure logging (e.g. ``logging.basicConfig(level=logging.INFO)``) to see it.
 """
+
+import logging
 
 from taskgroup import aggregators, data, grouping
 from taskgroup._version import __version__
@@ -25,6 +31,8 @@ from taskgroup.training.metrics import delta_m, evaluate
 from taskgroup.training.pair_trainings import pair_results
 from taskgroup.training.trainer import GroupResult, train_group
 from taskgroup.training.verified import verified_selection
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AffinityMatrix",

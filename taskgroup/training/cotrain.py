@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -27,6 +29,8 @@ from taskgroup.data.benchmark import (
 from taskgroup.models import SharedSpec
 from taskgroup.settings import AffinitySettings
 
+logger = logging.getLogger(__name__)
+
 
 def cotrain(
     model: nn.Module,
@@ -36,17 +40,20 @@ def cotrain(
     steps: int,
     *,
     tracker: AffinityTracker | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> None:
     """Train ``model`` on the unweighted sum of ``losses`` for ``steps`` steps.
 
     When given, ``tracker.step`` sees each batch before the update. ``on_step(step, losses)``
-    receives the detached ``[n]`` task losses of every step. Raises ``ValueError`` naming the
-    task when a loss turns NaN/inf (the model is left at its last finite state).
+    receives the detached ``[n]`` task losses of every step. ``progress``: a progress bar, shown
+    when stderr is a terminal (``None``), always (``True``) or never (``False``). Raises
+    ``ValueError`` naming the task when a loss turns NaN/inf (the model is left at its last
+    finite state).
     """
     names = list(losses)
-    bar = tqdm(total=steps, desc="co-training", unit="step", disable=not progress, leave=False)
+    disable = None if progress is None else not progress  # None: on when stderr is a terminal
+    bar = tqdm(total=steps, desc="co-training", unit="step", disable=disable, leave=False)
     try:
         for step in range(steps):
             try:
@@ -82,7 +89,7 @@ def measure_affinity(
     batches: Iterable[Batch] | None = None,
     losses: LossFns | None = None,
     shared: SharedSpec = None,
-    progress: bool = False,
+    progress: bool | None = None,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
     device: torch.device | str | None = None,
     **lookahead_options: Any,
@@ -105,7 +112,8 @@ def measure_affinity(
             Under torch.distributed every rank draws the same global batches of
             ``batch_size`` rows and trains on its shard through DDP; the matrix is that of
             one process on the global batches.
-        progress: show a progress bar.
+        progress: show a progress bar: ``None`` (default) when stderr is a terminal, ``True``
+            always, ``False`` never.
         device: where a benchmark's model trains (default: CUDA when available, else the CPU;
             a given ``nn.Module`` stays where it is).
         on_step: ``on_step(step, losses)`` receives the detached ``[n]`` task losses of every
@@ -144,6 +152,7 @@ def measure_affinity(
         every=settings.every,
         **lookahead_options,
     )
+    _warn_few_measurements(settings)
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -157,12 +166,30 @@ def measure_affinity(
             progress=progress,
             on_step=on_step,
         )
-    return tracker.result(
-        steps_trained=settings.steps,
-        seed=seed,
-        seconds=round(time.perf_counter() - started, 3),
-        **run.config,
+    seconds = round(time.perf_counter() - started, 3)
+    matrix = tracker.result(steps_trained=settings.steps, seed=seed, seconds=seconds, **run.config)
+    logger.info(
+        "affinity (%s) of %d tasks measured: %d steps, %d measurements, %.1f s",
+        settings.lookahead,
+        len(matrix.tasks),
+        settings.steps,
+        len(matrix.trace_steps),
+        seconds,
     )
+    return matrix
+
+
+def _warn_few_measurements(settings: AffinitySettings) -> None:
+    """WARNING when ``every`` leaves fewer than two measurements in ``steps``: the matrix is
+    then one step's noise (measurements are taken at steps 0, every, 2·every, ...)."""
+    measurements = math.ceil(settings.steps / settings.every)
+    if measurements < 2:
+        logger.warning(
+            "every=%d with steps=%d measures the affinity once (at step 0 only); "
+            "lower every or raise steps to average several measurements",
+            settings.every,
+            settings.steps,
+        )
 
 
 @dataclasses.dataclass

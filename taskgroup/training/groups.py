@@ -10,6 +10,7 @@ resumable: each has its own folder under ``OUT/train/`` (see :mod:`taskgroup.tra
 from __future__ import annotations
 
 import dataclasses
+import logging
 import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,8 @@ from taskgroup.training.trainer import GroupResult, group_key, train_group
 
 FORMAT = "taskgroup.results"
 SINGLE_TASK_AGGREGATOR = "mean"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -230,7 +233,7 @@ def train_groups(
     baselines: bool | None = None,
     workers: int | None = None,
     out: str | os.PathLike | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     device: torch.device | str | None = None,
 ) -> GroupResults:
     """Train one network per group of ``grouping`` and, with ``baselines``, every task alone and
@@ -251,7 +254,8 @@ def train_groups(
         out: run directory: checkpoints and results of each training under ``out/train/``, the
             event log ``out/log.jsonl`` and ``out/tensorboard/``, and ``out/results.json``.
             A second call with the same ``out`` resumes: finished trainings are not repeated.
-        progress: show progress bars.
+        progress: show progress bars: ``None`` (default) when stderr is a terminal, ``True``
+            always, ``False`` never.
         device: where the networks train (default: CUDA when available, else the CPU).
 
     Returns :class:`GroupResults`; ``results.delta_m()`` is the Δm of the grouped solution.
@@ -282,9 +286,34 @@ def train_groups(
     run_dir = None if out is None else Path(out)
     done = train_networks(benchmark, jobs, run_dir, settings.workers, progress, device)
     results = _gather(benchmark, groups, settings, done)
+    _log_results(results)
     if run_dir is not None:
         results.save(run_dir / RESULTS)
     return results
+
+
+def _log_results(results: GroupResults) -> None:
+    """INFO: the groups and, with baselines, their Δm; WARNING when Δm is undefined."""
+    groups = ", ".join("+".join(r.tasks) for r in results.groups)
+    if results.single is None:
+        logger.info(
+            "trained %d groups (%s) with %s", len(results.groups), groups, results.aggregator
+        )
+        return
+    try:
+        gain = results.delta_m()
+    except ValueError as error:
+        logger.warning(
+            "trained %d groups (%s); Δm is undefined: %s", len(results.groups), groups, error
+        )
+        return
+    logger.info(
+        "trained %d groups (%s) with %s: Δm %+.2f%% against each task alone (lower is better)",
+        len(results.groups),
+        groups,
+        results.aggregator,
+        gain,
+    )
 
 
 def _jobs(
@@ -340,7 +369,7 @@ def _train_job(
     settings: TrainSettings,
     run_dir: Path | None,
     threads: int | None,
-    progress: bool,
+    progress: bool | None,
     device: torch.device | str | None,
 ) -> GroupResult:
     if threads is not None:
@@ -363,14 +392,15 @@ def train_networks(
     jobs: Mapping[str, tuple[tuple[str, ...], TrainSettings]],
     run_dir: Path | None,
     workers: int,
-    progress: bool,
+    progress: bool | None,
     device: torch.device | str | None,
 ) -> dict[str, GroupResult]:
     """Train every ``jobs[key] = (tasks, settings)`` network (resumable under
     ``run_dir/train/<key>`` when ``run_dir`` is given), one after another or in ``workers``
     spawned processes; returns ``{key: GroupResult}``."""
     done: dict[str, GroupResult] = {}
-    bar = tqdm(total=len(jobs), desc="training networks", unit="net", disable=not progress)
+    disable = None if progress is None else not progress  # None: on when stderr is a terminal
+    bar = tqdm(total=len(jobs), desc="training networks", unit="net", disable=disable)
     try:
         if workers == 1:
             for key, (tasks, settings) in jobs.items():

@@ -10,6 +10,7 @@ second call resumes and reuses any training of the same tasks and settings alrea
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,8 @@ from taskgroup.training.groups import train_networks
 from taskgroup.training.metrics import LOSS
 from taskgroup.training.trainer import group_key
 
+logger = logging.getLogger(__name__)
+
 
 def pair_results(
     benchmark: Benchmark,
@@ -32,7 +35,7 @@ def pair_results(
     *,
     out: str | os.PathLike | None = None,
     workers: int = 1,
-    progress: bool = False,
+    progress: bool | None = None,
     device: torch.device | str | None = None,
 ) -> PairTable:
     """Train each task alone and each pair of tasks; their validation losses as a
@@ -46,7 +49,8 @@ def pair_results(
         out: run directory; trainings go to ``out/train/<group_key>`` and the table to
             ``out/pairs.json``. A second call resumes: finished trainings are read back.
         workers: trainings run in this many processes (``spawn``); the benchmark must pickle.
-        progress: show progress bars.
+        progress: show progress bars: ``None`` (default) when stderr is a terminal, ``True``
+            always, ``False`` never.
         device: where the networks train (default: CUDA when available, else the CPU).
 
     ``table.cost`` holds ``networks``, ``steps`` (trained, summed) and ``seconds`` (training
@@ -84,6 +88,13 @@ def pair_results(
             "benchmark": benchmark.name,
             "settings": settings.network(),
         },
+    )
+    logger.info(
+        "pair table of %d tasks: %d networks, %d steps, %.1f s of training",
+        len(tasks),
+        table.cost["networks"],
+        table.cost["steps"],
+        table.cost["seconds"],
     )
     if run_dir is not None:
         table.save(run_dir / PAIRS)

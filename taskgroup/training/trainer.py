@@ -18,6 +18,7 @@ the verified selection trains its rungs).
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 import time
@@ -44,6 +45,8 @@ from taskgroup.training.checkpoint import (
 )
 from taskgroup.training.events import EventLog
 from taskgroup.training.metrics import LOSS, evaluate
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def train_group(
     *,
     directory: str | Path | None = None,
     run_dir: str | Path | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     on_step: Callable[[int], None] | None = None,
     device: torch.device | str | None = None,
     until: int | None = None,
@@ -113,7 +116,8 @@ def train_group(
             no resume).
         run_dir: the run directory whose ``log.jsonl`` and ``tensorboard/`` receive the
             training losses, aggregator weights and validation metrics (``None``: no log).
-        progress: show a progress bar.
+        progress: show a progress bar: ``None`` (default) when stderr is a terminal, ``True``
+            always, ``False`` never.
         on_step: called with the number of steps done after every step (for tests and
             custom monitoring; an exception raised there interrupts training, and the last
             checkpoint stays for a resume).
@@ -142,6 +146,7 @@ def train_group(
     if directory is not None and (directory / RESULT).exists():
         stored = read_json(directory / RESULT)
         _check_config(directory / RESULT, stored.get("config"), config)
+        logger.info("network %s: already trained, read back from %s", "+".join(tasks), directory)
         return GroupResult.from_dict(stored["result"])
 
     network = _Network.build(tasks, bench, settings, device, directory, config)
@@ -154,22 +159,59 @@ def train_group(
         total=settings.steps,
         desc=f"training {'+'.join(tasks)}"[:60],
         unit="step",
-        disable=not progress,
+        disable=None if progress is None else not progress,
         leave=False,
     )
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(settings.seed)
             state = _start(network, checkpoint, log)
+            _log_start(tasks, settings, state["step"], stop)
             bar.update(state["step"])
             _train_steps(network, state, settings, stop, log, bar, on_step)
     finally:
         bar.close()
         log.close()
     result = _result(network, settings, state)
+    _log_end(result, settings, _finished(state, settings))
     if directory is not None and _finished(state, settings):
         write_json(directory / RESULT, {"config": config, "result": result.to_dict()})
     return result
+
+
+def _log_start(tasks: tuple[str, ...], settings: TrainSettings, step: int, stop: int) -> None:
+    resumed = f", resuming at step {step}" if step else ""
+    logger.info(
+        "network %s: training with %s up to step %d of %d%s",
+        "+".join(tasks),
+        settings.aggregator,
+        stop,
+        settings.steps,
+        resumed,
+    )
+
+
+def _log_end(result: GroupResult, settings: TrainSettings, finished: bool) -> None:
+    """INFO with the network's best criterion; WARNING when training never improved on the
+    initialisation (its result is the untrained network)."""
+    name = "+".join(result.tasks)
+    how = "finished" if finished else "paused"
+    logger.info(
+        "network %s: %s at step %d, best criterion %.4f at step %d (%.1f s)",
+        name,
+        how,
+        result.steps,
+        result.criterion,
+        result.best_step,
+        result.seconds,
+    )
+    if finished and result.best_step == 0:
+        logger.warning(
+            "network %s: no evaluation improved on the initialisation in %d steps; its "
+            "result is the untrained network (try another lr or more steps)",
+            name,
+            result.steps,
+        )
 
 
 def _pause_step(until: int | None, settings: TrainSettings) -> int:

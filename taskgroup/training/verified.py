@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import tempfile
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from taskgroup.data.benchmark import Benchmark
 from taskgroup.grouping.hoa import PairTable
@@ -36,6 +38,8 @@ from taskgroup.training.trainer import group_key, train_group
 
 VERIFY = "verify"
 
+logger = logging.getLogger(__name__)
+
 
 def verified_selection(
     benchmark: Benchmark,
@@ -52,6 +56,7 @@ def verified_selection(
     singleton_score: float | None = None,
     out: str | os.PathLike | None = None,
     device: torch.device | str | None = None,
+    progress: bool | None = None,
 ) -> Grouping:
     """Choose at most ``budget`` groups by training a shortlist briefly (see
     :mod:`taskgroup.grouping.verified`).
@@ -76,6 +81,8 @@ def verified_selection(
         out: folder for the short trainings (``out/verify/seed<S>-<steps>steps/<group_key>``,
             resumable: a second call reads finished rungs back); ``None``: a temporary folder.
         device: where the networks train (default: CUDA when available, else the CPU).
+        progress: show progress bars (the short trainings): ``None`` (default) when stderr is a
+            terminal, ``True`` always, ``False`` never.
 
     Raises ``ValueError`` on bad input before any training.
     """
@@ -95,10 +102,15 @@ def verified_selection(
         singleton_score=singleton_score,
     )
     refs = check_references(references, tasks)
-    with _folder(out) as root:
+    with (
+        _folder(out) as root,
+        _ShortTrainings(
+            benchmark, short, root / VERIFY / f"seed{seed}-{final}steps", device, progress
+        ) as trainings,
+    ):
         chosen = verify(
             candidates,
-            _ShortTrainings(benchmark, short, root / VERIFY / f"seed{seed}-{final}steps", device),
+            trainings,
             tasks=tasks,
             budget=budget,
             final=final,
@@ -114,10 +126,15 @@ def verified_selection(
                 "full_steps": settings.steps,
             },
         )
+    seconds = time.perf_counter() - started
+    logger.info(
+        "verified selection of %d candidates chose %s (%.1f s)",
+        len(candidates),
+        ", ".join("+".join(g) for g in chosen.groups),
+        seconds,
+    )
     return dataclasses.replace(
-        chosen,
-        seconds=time.perf_counter() - started,
-        info=chosen.info | {"settings": short.network()},
+        chosen, seconds=seconds, info=chosen.info | {"settings": short.network()}
     )
 
 
@@ -148,11 +165,19 @@ class _ShortTrainings:
     by :func:`train_group` in ``root/<group_key>`` up to the step asked for, resuming there.
 
     What each (group, steps) gave is kept in ``<group dir>/rung<steps>.json`` and read back by a
-    resumed selection."""
+    resumed selection. A context manager: its progress bar counts the short trainings."""
 
-    def __init__(self, benchmark: Benchmark, settings: TrainSettings, root: Path, device):
+    def __init__(self, benchmark: Benchmark, settings: TrainSettings, root: Path, device, progress):
         self.benchmark, self.settings, self.root = benchmark, settings, root
-        self.device = device
+        self.device, self.progress = device, progress
+        disable = None if progress is None else not progress  # None: on when stderr is a terminal
+        self.bar = tqdm(desc="verifying groups", unit="training", disable=disable)
+
+    def __enter__(self) -> _ShortTrainings:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.bar.close()
 
     def __call__(self, group: tuple[str, ...], steps: int) -> ShortTraining:
         directory = self.root / group_key(group, self.settings.aggregator)
@@ -167,8 +192,10 @@ class _ShortTrainings:
                 directory=directory,
                 until=steps,
                 device=self.device,
+                progress=self.progress,
             )
             record = {"val": result.val, "steps": result.steps, "seconds": result.seconds}
             write_json(rung, record)
+        self.bar.update()
         val_loss = {t: record["val"][t][LOSS] for t in group}
         return ShortTraining(val_loss, int(record["steps"]), float(record["seconds"]))
