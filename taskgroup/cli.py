@@ -12,7 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from taskgroup.recipe import Recipe, load_recipe
+from taskgroup.recipe import DEFAULT_RECIPE, Recipe, load_recipe
+from taskgroup.rundir import GROUPS, PAIRS
 from taskgroup.settings import AffinitySettings, GroupSettings, SettingError, TrainSettings
 
 app = typer.Typer(
@@ -24,15 +25,34 @@ app = typer.Typer(
 )
 
 
-# Options shared by several commands, declared once.
+RUNS = Path("runs")  # where a run directory goes without --out: RUNS/<recipe name>
+# Options shared by several commands, declared once. Every option's help ends with its default:
+# typer shows a plain default itself; where the default is None, the help says what it means.
+RecipeArgument = Annotated[
+    str | None,
+    typer.Argument(help=f"recipe file or packaged recipe name [default: {DEFAULT_RECIPE}]"),
+]
+OutOption = Annotated[
+    Path | None, typer.Option(help=f"run directory [default: {RUNS}/<recipe name>]")
+]
+SeedOption = Annotated[
+    int | None,
+    typer.Option(help="seed of data, init and batches (>= 0) [default: the recipe's seed]"),
+]
 DeviceOption = Annotated[
-    str | None, typer.Option(help="cpu, cuda or cuda:N (default: cuda when available)")
+    str | None,
+    typer.Option(help="cpu, cuda or cuda:N [default: cuda when available, else cpu]"),
 ]
 DataRootOption = Annotated[
-    str | None, typer.Option(help="folder of a file-backed benchmark's files")
+    str | None,
+    typer.Option(
+        help="folder of a file-backed benchmark's files [default: the recipe's [benchmark] "
+        "data_root]"
+    ),
 ]
-NprocOption = Annotated[int | None, typer.Option(help="processes (torch.distributed, DDP)")]
+NprocOption = Annotated[int, typer.Option(help="processes (torch.distributed, DDP)")]
 WorkersOption = Annotated[int | None, typer.Option(help=TrainSettings.help("workers"))]
+SeedsOption = Annotated[int | None, typer.Option(help=TrainSettings.help("seeds"))]
 ProgressOption = Annotated[bool, typer.Option(help="show progress bars")]
 
 
@@ -75,6 +95,11 @@ def _positive(name: str, value: int | None) -> None:
         raise ValueError(f"{name} must be >= 1, got {value}")
 
 
+def _non_negative(name: str, value: int | None) -> None:
+    if value is not None and value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value}")
+
+
 def _override(recipe: Recipe, stage: str, **given: Any) -> Recipe:
     """``recipe`` with command-line values for ``stage``; a bad one names its option."""
     try:
@@ -97,37 +122,45 @@ def _group_settings(**given: Any) -> GroupSettings:
 @app.command()
 def affinity(
     ctx: typer.Context,
-    recipe: Annotated[
-        str | None, typer.Argument(help="recipe file or packaged recipe name (default multidigits)")
+    recipe: RecipeArgument = None,
+    benchmark: Annotated[
+        str | None, typer.Option(help="benchmark name [default: the recipe's]")
     ] = None,
-    benchmark: Annotated[str | None, typer.Option(help="benchmark name")] = None,
-    tasks: Annotated[str | None, typer.Option(help="comma-separated task names")] = None,
+    tasks: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated task names [default: the recipe's, else all the benchmark's]"
+        ),
+    ] = None,
     steps: Annotated[int | None, typer.Option(help=AffinitySettings.help("steps"))] = None,
     every: Annotated[int | None, typer.Option(help=AffinitySettings.help("every"))] = None,
     lookahead: Annotated[str | None, typer.Option(help=AffinitySettings.help("lookahead"))] = None,
-    out: Annotated[Path | None, typer.Option(help="run directory")] = None,
-    seed: Annotated[int | None, typer.Option(help="seed of data, init and batches")] = None,
+    out: OutOption = None,
+    seed: SeedOption = None,
     data_root: DataRootOption = None,
     device: DeviceOption = None,
-    nproc: NprocOption = None,
+    nproc: NprocOption = 1,
     progress: ProgressOption = True,
 ) -> None:
     """Co-train all tasks once and measure their affinity (the recipe's signal).
 
     Writes affinity.json, manifest.json, affinity_heatmap.png and affinity_over_training.png.
+    An option left out takes the recipe's value; the default shown is what a recipe without
+    that key gets.
     """
     from taskgroup.data.benchmark import resolve_device
     from taskgroup.pipeline import affinity_stage
     from taskgroup.report import tables
 
-    if _launched(ctx, nproc):
-        return
+    _non_negative("--seed", seed)
     resolve_device(device)
     spec = load_recipe(recipe).override(
         benchmark=benchmark, tasks=_task_list(tasks), seed=seed, data_root=data_root
     )
     spec = _override(spec, "affinity", steps=steps, every=every, lookahead=lookahead)
     run_dir = out or _default_out(spec)
+    if _launched(ctx, nproc, run_dir):
+        return
     started = time.perf_counter()
     result = affinity_stage(spec, run_dir, progress=progress, device=device)
     typer.echo(tables.affinity_table(result))
@@ -154,24 +187,25 @@ def group(
     pairs: Annotated[
         Path | None,
         typer.Option(
-            help="pair table of tg.pair_results, for --method hoa (default DIR/pairs.json)"
+            help=f"pair table of tg.pair_results, for --method hoa [default: DIR/{PAIRS}]"
         ),
     ] = None,
-    partition: Annotated[bool, typer.Option(help=GroupSettings.help("partition"))] = False,
+    partition: Annotated[bool | None, typer.Option(help=GroupSettings.help("partition"))] = None,
     normalize: Annotated[str | None, typer.Option(help=GroupSettings.help("normalize"))] = None,
-    sweep: Annotated[bool, typer.Option(help=GroupSettings.help("sweep"))] = False,
+    sweep: Annotated[bool | None, typer.Option(help=GroupSettings.help("sweep"))] = None,
     singleton_score: Annotated[
         float | None, typer.Option(help=GroupSettings.help("singleton_score"))
     ] = None,
     time_limit: Annotated[float | None, typer.Option(help=GroupSettings.help("time_limit"))] = None,
     out: Annotated[
-        Path | None, typer.Option(help="output directory (default: where the affinity is)")
+        Path | None,
+        typer.Option(help="output directory [default: DIR, or the affinity JSON's folder]"),
     ] = None,
     certify: Annotated[
         float | None,
         typer.Option(
             help="then spend up to this many seconds proving a tighter bound (semidefinite "
-            "pricing; minutes at 40 tasks)"
+            "pricing; minutes at 40 tasks) [default: no certificate]"
         ),
     ] = None,
 ) -> None:
@@ -182,7 +216,7 @@ def group(
     stage in manifest.json.
     """
     from taskgroup.pipeline import group_stage
-    from taskgroup.rundir import AFFINITY, GROUPS_GRAPH, PAIRS, SCORE_VS_BUDGET
+    from taskgroup.rundir import AFFINITY, GROUPS_GRAPH, SCORE_VS_BUDGET
 
     settings = _group_settings(
         budget=budget,
@@ -226,7 +260,7 @@ def group(
             f"\ncost of the pair table: {cost.get('networks', '?')} networks, "
             f"{cost.get('steps', '?')} steps, {cost.get('seconds', '?')} s of training"
         )
-    plots = GROUPS_GRAPH + (f", {SCORE_VS_BUDGET}" if sweep else "")
+    plots = GROUPS_GRAPH + (f", {SCORE_VS_BUDGET}" if settings.sweep else "")
     typer.echo(f"\n→ {run_dir}/groups.json, {plots}")
     _refresh_report(run_dir)
 
@@ -241,40 +275,135 @@ def _print_grouping(chosen, curve) -> None:
 
 
 @app.command()
+def networks(
+    results: Annotated[
+        Path,
+        typer.Argument(
+            help="Standley's results file: one trained network per line, its loss on each task "
+            "tab-separated (an empty field: the network lacks the task); line 1 holds the "
+            "half-size single-task networks (cost 0.5), every later line costs 1"
+        ),
+    ],
+    budget: Annotated[
+        str,
+        typer.Option(
+            help="the total cost allowed: a number (2.5), a list (1,2,3) or a range "
+            "START:STOP:STEP (1:5:0.5, STOP included)"
+        ),
+    ],
+    hoa: Annotated[
+        bool,
+        typer.Option(
+            "--hoa",
+            help="select on Standley's higher-order approximation: every network of 3+ tasks "
+            "scored by the mean of its pairs' losses [default: false]",
+        ),
+    ] = False,
+    test: Annotated[
+        Path | None,
+        typer.Option(
+            help="results file of the same networks on held-out data: also score the chosen "
+            "networks there [default: none]"
+        ),
+    ] = None,
+    tasks: Annotated[
+        str | None,
+        typer.Option(help="comma-separated names of the columns [default: task1,task2,...]"),
+    ] = None,
+) -> None:
+    """Choose among trained networks within a compute budget (Standley et al.'s network
+    selection): the networks whose summed lowest loss per task is least.
+
+    Prints each budget's networks, cost and score (and test score with --test); writes nothing.
+    """
+    from taskgroup.grouping.networks import NetworkTable, select_networks
+
+    budgets = _budgets(budget)
+    names = _task_list(tasks)
+    table = NetworkTable.read_standley(results, names)
+    held_out = None if test is None else NetworkTable.read_standley(test, names)
+    selecting = table.hoa() if hoa else table
+    chosen = [select_networks(selecting, b) for b in budgets]
+    scores = [None if held_out is None else held_out.score(c) for c in chosen]
+    what = " (selecting on the higher-order approximation)" if hoa else ""
+    typer.echo(f"{results}: {len(table)} networks of {len(table.tasks)} tasks{what}")
+    header = "budget  cost  score     " + ("test      " if held_out else "") + "networks"
+    typer.echo(header)
+    for c, tested in zip(chosen, scores, strict=True):
+        listed = "  ".join(
+            "{" + ",".join(n) + "}" + ("" if cost == 1 else f"({cost:g})")
+            for n, cost in zip(c.networks, c.costs, strict=True)
+        )
+        shown = "" if tested is None else f"{tested:<10.6g}"
+        typer.echo(f"{c.budget:<6g}  {c.cost:<4g}  {c.score:<10.6g}{shown}{listed}")
+    if len(chosen) == 1:
+        typer.echo("\n" + chosen[0].describe())
+
+
+def _budgets(text: str) -> list[float]:
+    """``--budget`` of ``networks``: ``2.5``, ``1,2,3`` or ``START:STOP:STEP`` (STOP included)."""
+    usage = f"--budget must be a number, a list 1,2,3 or a range START:STOP:STEP, got {text!r}"
+    try:
+        if ":" in text:
+            start, stop, step = (float(p) for p in text.split(":"))
+            if not step > 0 or stop < start:
+                raise ValueError(usage)
+            count = int((stop - start) / step + 1e-9) + 1
+            values = [round(start + i * step, 12) for i in range(count)]
+        else:
+            values = [float(p) for p in text.split(",")]
+    except ValueError:
+        raise ValueError(usage) from None
+    bad = [v for v in values if not (v > 0 and v < float("inf"))]
+    if bad:
+        raise ValueError(f"--budget must be > 0, got {bad[0]:g}")
+    return values
+
+
+@app.command()
 def train(
     ctx: typer.Context,
     run_dir: Annotated[Path, typer.Argument(help="run directory (with groups.json)")],
     aggregator: Annotated[str | None, typer.Option(help=TrainSettings.help("aggregator"))] = None,
     groups: Annotated[
         Path | None,
-        typer.Option(help='groups file (default RUN_DIR/groups.json); JSON {"groups": [[...]]}'),
+        typer.Option(help=f'groups file, JSON {{"groups": [[...]]}} [default: RUN_DIR/{GROUPS}]'),
     ] = None,
     recipe: Annotated[
-        str | None, typer.Option(help="recipe, when RUN_DIR records none (default: its own)")
+        str | None,
+        typer.Option(help="recipe, when RUN_DIR records none [default: the one RUN_DIR records]"),
     ] = None,
     steps: Annotated[int | None, typer.Option(help=TrainSettings.help("steps"))] = None,
     workers: WorkersOption = None,
     baselines: Annotated[bool | None, typer.Option(help=TrainSettings.help("baselines"))] = None,
+    seeds: SeedsOption = None,
     device: DeviceOption = None,
-    nproc: NprocOption = None,
+    nproc: NprocOption = 1,
     progress: ProgressOption = True,
 ) -> None:
     """Train one network per group, and the single-task and all-together baselines.
 
     Writes results.json (per-task metrics, Δm, cost), results.png, checkpoints under train/,
     log.jsonl and tensorboard/. Run it again to resume: finished networks are not retrained.
+    An option left out takes the recipe's value; the default shown is what a recipe without
+    that key gets.
     """
     from taskgroup.data.benchmark import resolve_device
     from taskgroup.pipeline import recorded_recipe, train_stage
-    from taskgroup.rundir import GROUPS
     from taskgroup.training.groups import read_groups
 
-    if _launched(ctx, nproc):
+    if _launched(ctx, nproc, run_dir):
         return
     resolve_device(device)
     spec = recorded_recipe(run_dir, None if recipe is None else load_recipe(recipe))
     spec = _override(
-        spec, "train", aggregator=aggregator, steps=steps, workers=workers, baselines=baselines
+        spec,
+        "train",
+        aggregator=aggregator,
+        steps=steps,
+        workers=workers,
+        baselines=baselines,
+        seeds=seeds,
     )
     groups_path = groups or run_dir / GROUPS
     if not groups_path.exists():
@@ -286,6 +415,7 @@ def train(
     typer.echo(results.table())
     typer.echo(f"\n→ {run_dir}/results.json")
     _refresh_report(run_dir)
+    _exit_if_diverged(results)
 
 
 def _refresh_report(run_dir: Path) -> None:
@@ -300,34 +430,35 @@ def _refresh_report(run_dir: Path) -> None:
 @app.command()
 def run(
     ctx: typer.Context,
-    recipe: Annotated[
-        str | None, typer.Argument(help="recipe file or packaged recipe name (default multidigits)")
-    ] = None,
-    out: Annotated[Path | None, typer.Option(help="run directory")] = None,
-    seed: Annotated[int | None, typer.Option(help="seed of data, init and batches")] = None,
+    recipe: RecipeArgument = None,
+    out: OutOption = None,
+    seed: SeedOption = None,
     budget: Annotated[int | None, typer.Option(help=GroupSettings.help("budget"))] = None,
     lookahead: Annotated[str | None, typer.Option(help=AffinitySettings.help("lookahead"))] = None,
     aggregator: Annotated[str | None, typer.Option(help=TrainSettings.help("aggregator"))] = None,
     workers: WorkersOption = None,
+    seeds: SeedsOption = None,
     data_root: DataRootOption = None,
     device: DeviceOption = None,
-    nproc: NprocOption = None,
+    nproc: NprocOption = 1,
     progress: ProgressOption = True,
 ) -> None:
     """The whole pipeline: affinity → group → train → report, in one run directory.
 
     Run it again on the same --out to resume: a finished affinity run is reused and finished
-    networks are not retrained.
+    networks are not retrained. An option left out takes the recipe's value; the default shown
+    is what a recipe without that key gets.
     """
     from taskgroup import pipeline
 
-    if _launched(ctx, nproc):
-        return
+    _non_negative("--seed", seed)
     spec = load_recipe(recipe).override(seed=seed, data_root=data_root)
     spec = _override(spec, "affinity", lookahead=lookahead)
     spec = _override(spec, "group", budget=budget)
-    spec = _override(spec, "train", aggregator=aggregator, workers=workers)
+    spec = _override(spec, "train", aggregator=aggregator, workers=workers, seeds=seeds)
     run_dir = out or _default_out(spec)
+    if _launched(ctx, nproc, run_dir):
+        return
     stages = _stage_bar(progress)
     try:
         page = pipeline.run(
@@ -340,6 +471,36 @@ def run(
     finally:
         stages.close()
     typer.echo(f"\n→ {page}")
+    from taskgroup.rundir import RESULTS
+    from taskgroup.training.groups import GroupResults
+
+    _exit_if_diverged(GroupResults.load(run_dir / RESULTS))
+
+
+DIVERGED = 3  # exit code: the run finished and wrote everything, but a network diverged
+
+
+def _exit_if_diverged(results) -> None:
+    """Name every network of ``results`` that stopped on a NaN/inf on stderr, then exit with
+    code 3 (its result is the best evaluation before it; every other network finished)."""
+    seen, lines = set(), []
+    for r in getattr(results, "per_seed", [results]):
+        together = [] if r.together is None else [r.together]
+        for network in [*r.groups, *(r.single or {}).values(), *together]:
+            diverged = network.diverged
+            if diverged is None or (network.tasks, diverged["message"]) in seen:
+                continue
+            seen.add((network.tasks, diverged["message"]))
+            name = f"{'+'.join(network.tasks)} ({network.aggregator})"
+            lines.append(f"  {name}: {diverged['message']}")
+    if lines:
+        typer.echo(
+            f"taskgroup: {len(lines)} network(s) diverged and stopped early (results.json "
+            f"records each under 'diverged'; their results are the best evaluation before it):\n"
+            + "\n".join(lines),
+            err=True,
+        )
+        raise typer.Exit(DIVERGED)
 
 
 NEXT_STAGE = {"affinity": "group", "affinity reused": "group", "group": "train", "train": "report"}
@@ -389,7 +550,7 @@ def _task_list(tasks: str | None) -> list[str] | None:
 
 
 def _default_out(spec) -> Path:
-    return Path("runs") / Path(spec.source).stem
+    return RUNS / Path(spec.source).stem
 
 
 @app.command("aggregators")
@@ -425,7 +586,9 @@ def main(argv: list[str] | None = None) -> int:
 
     Usage errors (unknown options, missing arguments) are reported by click itself, with exit
     code 2; errors in values, files and recipes are ``ValueError``/``OSError`` raised by the
-    commands before they write anything; a failed rank of a ``--nproc`` run is named.
+    commands before they write anything; a failed rank of a ``--nproc`` run is named. A
+    ``train`` or ``run`` whose networks diverged (NaN/inf) finishes the others, writes
+    everything, names each diverged network on stderr and exits with code 3.
     Launched by torchrun (``WORLD_SIZE`` > 1), it joins the process group first; only rank 0
     prints and writes.
     """
@@ -479,7 +642,13 @@ def _os_error(e: OSError) -> str:
     reason = (e.strerror or str(e)).rstrip(".").lower()
     if e.filename is None:
         return f"a file operation failed: {reason}"
-    hint = " (a part of this path is a file)" if e.errno == errno.ENOTDIR else ""
+    hint = {
+        errno.ENOTDIR: " (a part of this path is a file)",
+        errno.ENOSPC: "; every file written before is kept whole: free some space, then run "
+        "the same command again to resume",
+        errno.EDQUOT: "; every file written before is kept whole: free some space, then run "
+        "the same command again to resume",
+    }.get(e.errno, "")
     return f"cannot use {e.filename}: {reason}{hint}"
 
 
@@ -491,14 +660,16 @@ def run_on_rank(argv: list[str]) -> int:
     return code
 
 
-def _launched(ctx: typer.Context, nproc: int | None) -> bool:
+def _launched(ctx: typer.Context, nproc: int, run_dir: Path) -> bool:
     """With ``--nproc N`` > 1 outside a distributed run: run this same command line (``ctx.obj``,
     from :func:`main`) on N processes (torchrun's launcher) and return True; the caller then has
-    nothing left to do."""
+    nothing left to do. A ``run_dir`` that another command holds is refused here, once, before
+    any process starts (rank 0 then takes its lock)."""
     from taskgroup import distributed
+    from taskgroup.rundir import hold_run_dir
 
     _positive("--nproc", nproc)
-    if nproc is None or nproc == 1 or distributed.active():
+    if nproc == 1 or distributed.active():
         return False
     argv, skip = [], False
     for arg in ctx.obj:
@@ -508,6 +679,8 @@ def _launched(ctx: typer.Context, nproc: int | None) -> bool:
             skip = True
         elif not arg.startswith("--nproc="):
             argv.append(arg)
+    with hold_run_dir(run_dir):
+        pass
     distributed.launch(nproc, argv, run_on_rank)
     return True
 

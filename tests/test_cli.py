@@ -61,6 +61,7 @@ def test_default_recipe_with_task_subset(tmp_path, capsys):
         (["--steps", "-1"], "--steps must be a positive integer or unset, got -1"),
         (["--lookahead", "adam"], "--lookahead must be one of"),
         (["--benchmark", "imagenet"], "unknown benchmark 'imagenet'"),
+        (["--seed", "-1"], "--seed must be a non-negative integer, got -1"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
@@ -94,6 +95,15 @@ def test_bad_recipes_are_named(tmp_path, capsys, recipe, message):
     assert main(["affinity", str(path), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert message in err and str(path) in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["affinity", "run"])
+def test_a_negative_seed_names_the_option(tmp_path, capsys, command):
+    out = tmp_path / "run"
+    assert main([command, "planted", "--seed", "-1", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "taskgroup: error: --seed must be a non-negative integer, got -1"
     assert not out.exists()
 
 
