@@ -140,8 +140,10 @@ def test_train_without_a_recorded_benchmark_asks_for_the_recipe(tmp_path, capsys
 
 
 def test_data_root_only_for_file_backed_benchmarks(tmp_path, capsys):
-    assert main(["affinity", "planted", "--data-root", str(tmp_path)]) == 2
+    out = tmp_path / "out"
+    assert main(["affinity", "planted", "--data-root", str(tmp_path), "--out", str(out)]) == 2
     one_line_error(capsys, "--data-root: benchmark 'planted' reads no files")
+    assert not out.exists()
 
 
 def test_device_is_checked(tmp_path, capsys):
@@ -153,8 +155,12 @@ def test_device_is_checked(tmp_path, capsys):
     with pytest.raises(ValueError, match="'nope' is not a torch device"):
         resolve_device("nope")
     if not torch.cuda.is_available():
-        assert main(["affinity", "planted", "--device", "cuda", "--no-progress"]) == 2
-        one_line_error(capsys, "CUDA is not available on this machine")
+        out = tmp_path / "out"
+        for command in ("affinity", "run"):
+            args = [command, "planted", "--device", "cuda", "--out", str(out), "--no-progress"]
+            assert main(args) == 2
+            one_line_error(capsys, "CUDA is not available on this machine")
+            assert not out.exists()
 
 
 def test_run_with_another_signal(tmp_path, capsys):
