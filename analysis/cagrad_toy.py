@@ -14,19 +14,31 @@ registry, with its default options except CAGrad's c = 0.5 (the CAGrad toy's) an
 take Adam steps with lr 0.025 (Nash-MTL's toy). ``transference`` scores its candidates
 (``mean``, ``pcgrad``) by the losses after the Adam step each would take.
 
+One run from a published start can be a chaotic outcome (PCGrad's end point moves from mean loss
+0.34 to −10.52 when its start moves by 1e-9), so ``--perturb P`` also runs each method from P
+starts drawn around each published start (Gaussian, standard deviation ``--sigma`` per
+coordinate, seeded by ``--seed``) and reports, per method and published start, the spread over
+those P runs: how many end on the Pareto set, and the median and 5–95% range of the end point's
+mean loss. The figures always show the runs from the published starts themselves.
+
 Outputs: ``docs/img/cagrad_toy_landscape.png`` (trajectories on the average loss, one panel per
 aggregator), ``docs/img/cagrad_toy_pareto.png`` (the same runs in loss space with the Pareto front)
-and a table of where each run ends (also ``analysis/results/cagrad_toy.json``).
+and tables of where each run ends (also ``analysis/results/cagrad_toy.json``; with ``--perturb``,
+``cagrad_toy_spread.txt``/``.json``).
 
-Run from the repository root (about 10 minutes on one core; ``--steps 5000`` for a quick look)::
+Run from the repository root (about 10 minutes on one idle core without ``--perturb``, and
+``P + 1`` times as long with it, divided by ``--workers`` processes; ``--steps 5000`` for a quick
+look)::
 
-    python analysis/cagrad_toy.py [--steps 35000] [--scale 1.0]
+    OMP_NUM_THREADS=1 python analysis/cagrad_toy.py [--steps 35000] [--scale 1.0] \
+        [--perturb 20 --sigma 0.1 --seed 0] [--workers 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
 import warnings
@@ -103,14 +115,29 @@ class Adam:
         return update
 
 
-def run(name: str, steps: int, scale: float) -> np.ndarray:
-    """Trajectories ``[steps + 1, 5, 2]`` of one aggregator from the five starts."""
-    n = len(STARTS)
+def perturbed_starts(perturb: int, sigma: float, seed: int) -> torch.Tensor:
+    """The published starts ``[5, 2]`` followed by ``perturb`` starts around each
+    (``[5 + 5·perturb, 2]``: row 5 + s·perturb + r is the r-th perturbation of start s), drawn as
+    start + N(0, sigma²) per coordinate from ``numpy.random.default_rng(seed)``."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0.0, sigma, size=(len(STARTS), perturb, 2))
+    around = STARTS.numpy()[:, None, :] + noise
+    return torch.cat([STARTS, torch.as_tensor(around.reshape(-1, 2))])
+
+
+def run(
+    name: str, steps: int, scale: float, starts: torch.Tensor | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One aggregator from every row of ``starts`` (default: the five published ones), each
+    point with its own method instance: the trajectories ``[steps + 1, 5, 2]`` of the first five
+    rows (the published starts) and the end points ``[len(starts), 2]`` of all."""
+    starts = STARTS if starts is None else starts
+    n = len(starts)
     options = dict(OPTIONS.get(name, {}))
     if name == "famo":
         options["min_losses"] = [-21.0 * scale, -21.0]
     methods = [aggregators.get(name, **options) for _ in range(n)]
-    x = STARTS.clone()
+    x = starts.clone()
     adam = Adam(x.shape, LR)
     loss_weighting = methods[0].kind == "loss"
     if loss_weighting:
@@ -118,8 +145,9 @@ def run(name: str, steps: int, scale: float) -> np.ndarray:
             method.prepare(2, dtype=torch.float64)
         own = [p for method in methods for p in method.parameters()]
         own_optimizer = torch.optim.Adam(own, lr=METHOD_LR) if own else None
-    trajectory = np.empty((steps + 1, n, 2))
-    trajectory[0] = x.numpy()
+    shown = len(STARTS)
+    trajectory = np.empty((steps + 1, shown, 2))
+    trajectory[0] = x[:shown].numpy()
     for t in range(steps):
         if loss_weighting:
             xg = x.detach().requires_grad_(True)
@@ -150,8 +178,39 @@ def run(name: str, steps: int, scale: float) -> np.ndarray:
                     rows.append(method(G[i]))
             direction = torch.stack(rows)
         x = x + adam.step(direction.detach())
-        trajectory[t + 1] = x.numpy()
-    return trajectory
+        trajectory[t + 1] = x[:shown].numpy()
+    return trajectory, x.numpy()
+
+
+def distance_to_set(points: np.ndarray, curve: np.ndarray) -> np.ndarray:
+    """Euclidean distance ``[N]`` of each point ``[N, 2]`` to the sampled Pareto set."""
+    gaps = points[:, None, :] - curve[None, :, :]
+    return np.hypot(gaps[..., 0], gaps[..., 1]).min(axis=1)
+
+
+def spread(ends: np.ndarray, perturb: int, scale: float, curve: np.ndarray) -> list[dict]:
+    """Per published start, the runs from its ``perturb`` perturbed starts (rows
+    ``5 + s·perturb ...`` of ``ends``): how many end on the Pareto set (within ``ON_SET``), the
+    median and the 5th and 95th percentiles (numpy's linear interpolation) of the end point's
+    mean loss, and the median end point."""
+    rows = []
+    for s in range(len(STARTS)):
+        block = ends[len(STARTS) + s * perturb : len(STARTS) + (s + 1) * perturb]
+        mean_loss = toy_losses(torch.as_tensor(block), scale).mean(dim=1).numpy()
+        low, median, high = np.percentile(mean_loss, [5, 50, 95])
+        rows.append(
+            {
+                "start": STARTS[s].tolist(),
+                "runs": perturb,
+                "on_set": int((distance_to_set(block, curve) < ON_SET).sum()),
+                "mean_loss_median": round(float(median), 3),
+                "mean_loss_p5": round(float(low), 3),
+                "mean_loss_p95": round(float(high), 3),
+                "end_median": [round(float(v), 3) for v in np.median(block, axis=0)],
+                "ends": np.round(block, 4).tolist(),
+            }
+        )
+    return rows
 
 
 def pareto_set(points: int = 1401) -> np.ndarray:
@@ -268,24 +327,59 @@ def plot_pareto(
     plt.close(fig)
 
 
+def _run_one(job: tuple[str, int, float, torch.Tensor]) -> tuple[str, np.ndarray, np.ndarray]:
+    name, steps, scale, starts = job
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trajectory, ends = run(name, steps, scale, starts)
+    print(f"  {name:<13} {time.perf_counter() - started:6.1f} s", file=sys.stderr, flush=True)
+    return name, trajectory, ends
+
+
+def spread_table(spreads: dict[str, list[dict]], perturb: int, sigma: float) -> str:
+    """The Markdown table of :func:`spread` rows: per start, the median mean loss [5%, 95%] and
+    how many of the ``perturb`` runs end on the Pareto set."""
+    starts = [f"({s[0]:g}, {s[1]:g})" for s in STARTS.tolist()]
+    lines = [
+        f"| aggregator | {' | '.join(starts)} | on the set |",
+        "|---|" + "---|" * (len(starts) + 1),
+    ]
+    for name, rows in spreads.items():
+        cells = [
+            f"{r['mean_loss_median']:.2f} [{r['mean_loss_p5']:.2f}, {r['mean_loss_p95']:.2f}] "
+            f"{r['on_set']}/{r['runs']}"
+            for r in rows
+        ]
+        on = sum(r["on_set"] for r in rows)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {on}/{perturb * len(rows)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=35000, help="Adam steps per run")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplier of loss 1")
     parser.add_argument("--only", default=None, help="comma-separated aggregators (default all)")
+    parser.add_argument("--perturb", type=int, default=0, help="perturbed starts per start")
+    parser.add_argument("--sigma", type=float, default=0.1, help="their standard deviation")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
+    parser.add_argument("--workers", type=int, default=1, help="processes (one per method)")
     parser.add_argument("--img", type=Path, default=ROOT / "docs" / "img")
     parser.add_argument("--json", type=Path, default=ROOT / "analysis" / "results")
     args = parser.parse_args()
     torch.set_num_threads(1)
     names = args.only.split(",") if args.only else aggregators.names()
     suffix = "" if args.scale == 1 else f"_scale{args.scale:g}"
-    trajectories = {}
-    for name in names:
-        started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            trajectories[name] = run(name, args.steps, args.scale)
-        print(f"  {name:<13} {time.perf_counter() - started:6.1f} s", file=sys.stderr)
+    starts = perturbed_starts(args.perturb, args.sigma, args.seed)
+    jobs = [(name, args.steps, args.scale, starts) for name in names]
+    if args.workers > 1:
+        with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+            done = {name: (traj, ends) for name, traj, ends in pool.imap(_run_one, jobs)}
+    else:
+        done = {name: (traj, ends) for name, traj, ends in map(_run_one, jobs)}
+    trajectories = {name: done[name][0] for name in names}
     curve = pareto_set()
     table = end_table(trajectories, args.scale, curve)
     args.img.mkdir(parents=True, exist_ok=True)
@@ -295,6 +389,26 @@ def main() -> None:
     (args.json / f"cagrad_toy{suffix}.json").write_text(
         json.dumps({"steps": args.steps, "scale": args.scale, "runs": table}, indent=1)
     )
+    print_end_table(trajectories, table, args)
+    if args.perturb:
+        spreads = {name: spread(done[name][1], args.perturb, args.scale, curve) for name in names}
+        config = {"steps": args.steps, "scale": args.scale, "perturb": args.perturb}
+        config |= {"sigma": args.sigma, "seed": args.seed, "on_set_within": ON_SET}
+        (args.json / f"cagrad_toy_spread{suffix}.json").write_text(
+            json.dumps(config | {"spread": spreads}, indent=1)
+        )
+        text = (
+            f"CAGrad toy, scale {args.scale:g}, {args.steps} Adam steps (lr 1e-3), from "
+            f"{args.perturb} starts around each published start (N(0, {args.sigma:g}²) per "
+            f"coordinate, seed {args.seed}): median mean loss of the end points [5%, 95%], and "
+            f"how many end on the Pareto set (within {ON_SET})\n\n"
+            + spread_table(spreads, args.perturb, args.sigma)
+        )
+        (args.json / f"cagrad_toy_spread{suffix}.txt").write_text(text + "\n")
+        print("\n" + text)
+
+
+def print_end_table(trajectories: dict[str, np.ndarray], table: list[dict], args) -> None:
     starts = [f"({s[0]:g}, {s[1]:g})" for s in STARTS.tolist()]
     print(
         f"\nCAGrad toy, scale {args.scale:g}, {args.steps} Adam steps (lr 1e-3): end point x of "

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import inspect
 import json
 import os
 import re
@@ -326,3 +327,191 @@ def test_your_own_tasks_runs_in_python_and_through_its_recipe(tmp_path, monkeypa
     assert recorded["data"]["train"]["rows"] == 1000
     # `taskgroup train --aggregator pcgrad` retrained the groups on the same run
     assert json.loads((run / "results.json").read_text())["aggregator"] == "pcgrad"
+
+
+# --- signatures written in the docs ----------------------------------------------------------
+#
+# A Python block whose previous non-blank line is ``<!-- signatures -->`` holds signatures:
+# every ``tg.name(...)`` in it is a parameter list (``name: type = default``; the types are for
+# the reader and are not compared) that must equal the real one: the same names in the same
+# order, the same kinds (positional, keyword-only after ``*``, ``*args``, ``**kwargs``) and the
+# same defaults. A function's closing line ends with ``# -> type``, its return annotation
+# (``tg.`` and ``tg.grouping.`` prefixes dropped).
+
+SIGNATURES = "<!-- signatures -->"
+KINDS = {
+    inspect.Parameter.POSITIONAL_ONLY: "positional",
+    inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional",
+    inspect.Parameter.KEYWORD_ONLY: "keyword-only",
+    inspect.Parameter.VAR_POSITIONAL: "*args",
+    inspect.Parameter.VAR_KEYWORD: "**kwargs",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Documented:
+    name: str  # "tg.select_groups"
+    args: ast.arguments
+    returns: str | None  # the "# -> type" comment of the closing line
+    line: int
+
+
+def signature_blocks(text: str) -> list[Block]:
+    lines = text.splitlines()
+    chosen = []
+    for block in code_blocks(text):
+        fence = block.line - 2  # 0-based index of the opening fence
+        previous = next((s.strip() for s in reversed(lines[:fence]) if s.strip()), "")
+        if block.lang == "python" and previous == SIGNATURES:
+            chosen.append(block)
+    return chosen
+
+
+def documented_signatures(text: str) -> list[Documented]:
+    found = []
+    for block in signature_blocks(text):
+        body = block.body
+        for call in re.finditer(r"\btg(?:\.\w+)+\(", body):
+            depth, end = 1, call.end()
+            while depth:
+                depth += {"(": 1, ")": -1}.get(body[end], 0)
+                end += 1
+            line = block.line + body[: call.start()].count("\n")
+            try:
+                parsed = ast.parse(f"def _({body[call.end() : end - 1]}): pass").body[0]
+            except SyntaxError as error:
+                raise AssertionError(f"line {line}: not a parameter list: {error}") from None
+            closing = body[end:].split("\n", 1)[0]
+            comment = re.match(r"[^#]*#\s*->\s*(.+?)(\s{2,}.*)?$", closing)
+            name = call.group()[:-1]
+            found.append(Documented(name, parsed.args, comment and comment[1], line))
+    return found
+
+
+def _resolve(dotted: str):
+    obj = taskgroup
+    for part in dotted.split(".")[1:]:
+        obj = getattr(obj, part)
+    return obj
+
+
+def _plain(annotation: str) -> str:
+    return re.sub(r"\b(tg|taskgroup)\.(grouping\.)?", "", annotation).replace(" ", "")
+
+
+def _documented_parameters(args: ast.arguments) -> list[tuple[str, str, ast.expr | None]]:
+    positional = args.posonlyargs + args.args
+    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    params = [(a.arg, "positional", d) for a, d in zip(positional, defaults, strict=True)]
+    if args.vararg:
+        params.append((args.vararg.arg, "*args", None))
+    params += [
+        (a.arg, "keyword-only", d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+    ]
+    if args.kwarg:
+        params.append((args.kwarg.arg, "**kwargs", None))
+    return params
+
+
+def _real_default(obj, parameter: inspect.Parameter):
+    if dataclasses.is_dataclass(obj) and repr(parameter.default) == "<factory>":
+        field = next(f for f in dataclasses.fields(obj) if f.name == parameter.name)
+        return field.default_factory()
+    return parameter.default
+
+
+def signature_problems(documented: Documented) -> list[str]:
+    """How ``documented`` differs from the real signature (empty when it does not)."""
+    where = f"line {documented.line}: {documented.name}"
+    try:
+        obj = _resolve(documented.name)
+    except AttributeError:
+        return [f"{where}: no such name"]
+    real = list(inspect.signature(obj).parameters.values())
+    params = _documented_parameters(documented.args)
+    problems = []
+    if [p[0] for p in params] != [p.name for p in real]:
+        problems.append(
+            f"{where}: parameters {[p[0] for p in params]}, real {[p.name for p in real]}"
+        )
+    by_name = {p.name: p for p in real}
+    for name, kind, default in params:
+        if name not in by_name:
+            continue
+        parameter = by_name[name]
+        if kind != KINDS[parameter.kind]:
+            problems.append(f"{where}: {name} is {kind}, real {KINDS[parameter.kind]}")
+        if (default is None) != (parameter.default is inspect.Parameter.empty):
+            problems.append(f"{where}: {name} default documented {default is not None}, real not")
+        elif default is not None and ast.literal_eval(default) != _real_default(obj, parameter):
+            problems.append(
+                f"{where}: {name}={ast.unparse(default)}, real {_real_default(obj, parameter)!r}"
+            )
+    if not inspect.isclass(obj):
+        annotation = inspect.signature(obj).return_annotation
+        annotation = annotation if isinstance(annotation, str) else annotation.__name__
+        if documented.returns is None or _plain(documented.returns) != _plain(annotation):
+            problems.append(f"{where}: returns '# -> {documented.returns}', real {annotation}")
+    return problems
+
+
+DRIFTED = """
+<!-- signatures -->
+```python
+r = tg.select_groups(Z_or_A, budget: int, *, tasks=None, method="exact", partition=False,
+                     singleton_score=None, time_limit=None)        # -> tg.Grouping
+curve = tg.grouping.sweep(Z_or_A, budgets=None, *, tasks=None, method="auto",
+                          partition=False, singleton_score=None, time_limit=None,
+                          seed=0)                                  # -> tg.Grouping
+tg.AffinityTracker(model, losses, shared=None, *, optimizer=None, lr=None, lookahead=None,
+                   every=1, **lookahead_options)
+```
+"""
+
+
+def test_the_signature_check_finds_drift():
+    found = documented_signatures(DRIFTED)
+    assert [d.name for d in found] == [
+        "tg.select_groups",
+        "tg.grouping.sweep",
+        "tg.AffinityTracker",
+    ]
+    assert [d.line for d in found] == [4, 6, 9]
+    select, sweep, tracker = (signature_problems(d) for d in found)
+    assert len(select) == 2 and "real [" in select[0] and "'seed']" in select[0]  # one left out
+    assert select[1] == "line 4: tg.select_groups: method='exact', real 'auto'"  # a default
+    assert sweep == ["line 6: tg.grouping.sweep: returns '# -> tg.Grouping', real list[Grouping]"]
+    assert tracker == ["line 9: tg.AffinityTracker: shared is positional, real keyword-only"]
+    fixed = DRIFTED.replace('"exact"', '"auto"').replace("limit=None)  ", "limit=None, seed=0)")
+    fixed = fixed.replace(
+        "seed=0)                                  # -> tg.Grouping",
+        "seed=0)  # -> list[tg.Grouping]",
+    )
+    fixed = fixed.replace("shared=None, *, optimizer", "*, shared=None, optimizer")
+    assert [p for d in documented_signatures(fixed) for p in signature_problems(d)] == []
+
+
+def test_api_signatures_match_the_code():
+    found = documented_signatures((DOCS / "api.md").read_text(encoding="utf-8"))
+    problems = [p for d in found for p in signature_problems(d)]
+    assert not problems, "\n".join(problems)
+    names = {d.name for d in found}
+    long_calls = {"tg.measure_affinity", "tg.train_groups", "tg.train_group", "tg.pair_results"}
+    needed = {"tg.select_groups", "tg.grouping.sweep", "tg.lookahead_affinity", *long_calls}
+    assert needed | {"tg.AffinityTracker", "tg.verified_selection"} <= names
+
+
+def test_api_types_the_selection_and_the_affinity_inputs():
+    """select_groups and sweep state every argument's type and their return type; the affinity
+    functions state the types of ``losses`` and ``targets``."""
+    found = {d.name: d for d in documented_signatures((DOCS / "api.md").read_text("utf-8"))}
+    for name in ["tg.select_groups", "tg.grouping.sweep"]:
+        untyped = [
+            a.arg for a in found[name].args.args + found[name].args.kwonlyargs if not a.annotation
+        ]
+        assert not untyped and found[name].returns, (name, untyped)
+    for name in ["tg.lookahead_affinity", "tg.AffinityTracker", "tg.measure_affinity"]:
+        args = {a.arg: a for a in found[name].args.args + found[name].args.kwonlyargs}
+        for arg in {"losses", "targets"} & set(args):
+            annotation = ast.unparse(args[arg].annotation) if args[arg].annotation else ""
+            assert re.match(r"(dict|Mapping)\[str, ", annotation), (name, arg, annotation)
