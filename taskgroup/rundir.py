@@ -29,6 +29,7 @@ REPORT = "report.html"
 LOG = "log.jsonl"
 TENSORBOARD = "tensorboard"
 TRAIN = "train"  # one folder per trained network: TRAIN/<group_key>/
+INIT = "init{}"  # initialisation k > 0 of a multi-seed run: TRAIN/init<k>/<group_key>/
 # inside a network's folder
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
@@ -42,8 +43,16 @@ RESULTS_PLOT = "results.png"
 
 
 def network_dir(run_dir: str | Path, key: str) -> Path:
-    """The folder of one trained network (``key``: the training's ``group_key``)."""
+    """The folder of one trained network (``key``: the training's ``group_key``, or its
+    :func:`initialisation_key`)."""
     return Path(run_dir) / TRAIN / key
+
+
+def initialisation_key(key: str, init: int) -> str:
+    """The name of initialisation ``init`` of the training ``key`` (a ``group_key``): ``key``
+    itself for initialisation 0, so a one-seed run keeps its layout, else ``init<k>/<key>``,
+    a folder of its own under ``TRAIN`` and a run of its own in the event log."""
+    return key if init == 0 else f"{INIT.format(init)}/{key}"
 
 
 def versions() -> dict[str, str]:

@@ -226,14 +226,18 @@ class GroupSettings(Settings):
 
 
 SCHEDULE = ("optimizer", "lr", "weight_decay", "batch_size", "steps")
+INIT_STRIDE = 1000  # initialisation k of a network trains with seed + INIT_STRIDE * k
 
 
 @dataclass(frozen=True)
 class TrainSettings(Settings):
     """How every network of a grouped run is trained (a recipe's ``[train]``).
 
-    ``workers`` and ``baselines`` say how the grouped run is scheduled; they do not change a
-    network, so :meth:`network` leaves them out of what identifies one.
+    ``workers``, ``baselines`` and ``seeds`` say how the grouped run is scheduled; they do not
+    change a network, so :meth:`network` leaves them out of what identifies one. With
+    ``seeds = K`` every network is trained K times, initialisation k with the seed
+    ``seed + INIT_STRIDE * k`` (:meth:`initialisation`), the convention of the ground truth in
+    ``analysis/``.
     """
 
     table: ClassVar[str] = "train"
@@ -270,6 +274,12 @@ class TrainSettings(Settings):
     log_every: int = setting(10, POSITIVE_INT, "steps between logged losses and weights")
     workers: int = setting(1, POSITIVE_INT, "networks trained in parallel")
     baselines: bool = setting(True, BOOLEAN, "also train each task alone and all together")
+    seeds: int = setting(
+        1,
+        POSITIVE_INT,
+        "initialisations of every network (seed, seed + 1000, ...); 2 or more report each "
+        "metric and Δm as mean ± 95% interval",
+    )
 
     def check_together(self) -> None:
         try:
@@ -300,8 +310,15 @@ class TrainSettings(Settings):
         return dataclasses.replace(settings, **given).resolve(benchmark.defaults)
 
     def network(self) -> dict[str, Any]:
-        """What identifies a trained network (every field but ``workers`` and ``baselines``);
-        recorded with each network and compared on resume."""
+        """What identifies a trained network (every field but ``workers``, ``baselines`` and
+        ``seeds``); recorded with each network and compared on resume."""
         record = self.to_dict()
-        del record["workers"], record["baselines"]
+        del record["workers"], record["baselines"], record["seeds"]
         return record
+
+    def initialisation(self, k: int) -> TrainSettings:
+        """The settings of initialisation ``k`` (0 ≤ k < ``seeds``): seed ``seed + INIT_STRIDE
+        * k`` (initialisation 0 is these settings' own seed) and one seed."""
+        if not 0 <= k < self.seeds:
+            raise ValueError(f"initialisation must lie in 0..{self.seeds - 1}, got {k}")
+        return dataclasses.replace(self, seed=self.seed + INIT_STRIDE * k, seeds=1)

@@ -24,10 +24,10 @@ from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.grouping import Grouping
 from taskgroup.report import plots
 from taskgroup.report.markup import banner, escape, image, missing, section, table
-from taskgroup.report.numbers import improvement, percent, plain
+from taskgroup.report.numbers import improvement, percent, percent_interval, plain, plus_minus
 from taskgroup.report.rundata import RunData, read_run
 from taskgroup.report.signals import signal_of
-from taskgroup.report.summary import DELTA_M, serving, summary_section
+from taskgroup.report.summary import DELTA_M, seeds_note, serving, summary_section, verdict_part
 from taskgroup.rundir import run_identity
 from taskgroup.training.groups import GroupResults
 from taskgroup.training.metrics import LOSS
@@ -183,23 +183,32 @@ COMPARE = "{}: change, % (↑ higher is better)"
 
 
 def _results_rows(results: GroupResults) -> list[list[str]]:
+    """One row per task and metric; with several initialisations each value is the mean ± its
+    95% interval, the changes are between means, and "served by" lists each seed's network
+    when they differ."""
     baselines = results.single is not None and results.together is not None
+    kinds = ["grouped", "single", "together"] if baselines else ["grouped"]
+    intervals = {kind: results.metric_intervals(kind) for kind in kinds}
     rows = []
     for task in results.tasks:
-        for name, value in results.metrics[task].items():
+        served = dict.fromkeys(str(r.serves[task] + 1) for r in results.per_seed)
+        for name in results.metrics[task]:
             up = results.directions[task][name]
+            means = {kind: intervals[kind][task][name].mean for kind in kinds}
             row = [
                 escape(task),
                 escape(name),
                 "↑&nbsp;higher" if up else "↓&nbsp;lower",
-                str(results.serves[task] + 1),
-                plain(value, 4),
+                ", ".join(served),
             ]
+            for kind in kinds:
+                interval = intervals[kind][task][name]
+                row.append(plus_minus(interval.mean, interval.half_width, 4))
             if baselines:
-                alone = results.single[task].test[task][name]
-                together = results.together.test[task][name]
-                row += [plain(alone, 4), plain(together, 4)]
-                row += [_change(value, alone, up), _change(value, together, up)]
+                row += [
+                    _change(means["grouped"], means["single"], up),
+                    _change(means["grouped"], means["together"], up),
+                ]
             rows.append(row)
     return rows
 
@@ -215,6 +224,8 @@ def _results_table(results: GroupResults) -> str:
 
 
 def _delta_m_text(results: GroupResults) -> str:
+    if results.initialisations:
+        return _delta_m_intervals_text(results)
     return (
         f"<p><strong>Δm vs single-task</strong> (lower is better): grouped "
         f"{percent(results.delta_m())}, all together {percent(results.delta_m_together())} "
@@ -222,6 +233,23 @@ def _delta_m_text(results: GroupResults) -> str:
         f"{percent(results.delta_m_together(only=[LOSS]))}). {DELTA_M}. In the table, the "
         f"change of each metric is signed so that + is better, whichever way the metric "
         f"points.</p>"
+    )
+
+
+def _delta_m_intervals_text(results: GroupResults) -> str:
+    def shown(interval) -> str:
+        return percent_interval(interval.mean, interval.half_width)
+
+    return (
+        f"<p><strong>Δm vs single-task</strong> (lower is better; {seeds_note(results)}): "
+        f"grouped {shown(results.delta_m_interval())}, all together "
+        f"{shown(results.delta_m_together_interval())} (on test loss: "
+        f"{shown(results.delta_m_interval(only=[LOSS]))}, "
+        f"{shown(results.delta_m_together_interval(only=[LOSS]))}); grouped against all "
+        f"together, paired by seed: {shown(results.delta_m_interval(against='together'))}. "
+        f"{verdict_part(results)} {DELTA_M}. In the table, each value is the mean ± its 95% "
+        f"interval over the initialisations, and the change of each metric (between means) is "
+        f"signed so that + is better, whichever way the metric points.</p>"
     )
 
 

@@ -39,3 +39,24 @@ def improvement(value: float, base: float, higher_is_better: bool) -> float | No
         return None
     change = 100 * (value - base) / abs(base)
     return change if higher_is_better else -change
+
+
+def plus_minus(mean: float, half_width: float | None, digits: int = 3) -> str:
+    """``mean ± half_width`` in plain notation, the half-width with 2 significant digits and
+    the mean to the same decimal place (``0.912 ± 0.013``, ``1234 ± 35``); just the mean
+    (``digits`` significant digits) when there is no interval (``None``)."""
+    if half_width is None:
+        return plain(mean, digits)
+    half_width = abs(float(half_width))
+    if half_width == 0 or not math.isfinite(half_width):
+        return f"{plain(mean, digits)} ± {plain(half_width)}"
+    decimals = min(12, max(0, 1 - math.floor(math.log10(half_width))))
+    return f"{mean:.{decimals}f} ± {half_width:.{decimals}f}"
+
+
+def percent_interval(mean: float, half_width: float | None) -> str:
+    """A signed percentage ± its half-width, 2 decimals (``−1.25% ± 0.40%``); just
+    :func:`percent` without an interval."""
+    if half_width is None:
+        return percent(mean)
+    return f"{percent(mean)} ± {abs(half_width):.{PERCENT_DECIMALS}f}%"

@@ -14,8 +14,9 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from taskgroup.affinity.matrix import AffinityMatrix
-from taskgroup.report.numbers import improvement, percent, plain
+from taskgroup.report.numbers import improvement, percent_interval, plain
 from taskgroup.report.signals import signal_of
+from taskgroup.training.intervals import Interval, mean_interval
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -382,36 +383,56 @@ def task_results(results: GroupResults) -> bytes:
     return _png(results_figure(results))
 
 
+def _changes(results: GroupResults) -> tuple[list[str], list[Interval], list[Interval]]:
+    """Per task and metric (the loss and metrics whose baseline is 0 left out): its label and
+    the change of the grouped and the all-together network against single-task training, in
+    percent, + = better, over the initialisations (each against its own seed's baseline)."""
+    from taskgroup.training.metrics import LOSS
+
+    labels, grouped, together = [], [], []
+    for task in results.tasks:
+        for name in results.metrics[task]:
+            alone = [r.single[task].test[task][name] for r in results.per_seed]
+            if name == LOSS or 0 in alone:
+                continue
+            better = results.directions[task][name]
+
+            def change(values: list[float], alone=alone, better=better) -> Interval:
+                pairs = zip(values, alone, strict=True)
+                return mean_interval([improvement(v, b, better) for v, b in pairs])
+
+            labels.append(f"{task}\n{name} ({'↑' if better else '↓'})")
+            grouped.append(change([r.metrics[task][name] for r in results.per_seed]))
+            together.append(change([r.together.test[task][name] for r in results.per_seed]))
+    return labels, grouped, together
+
+
 def results_figure(results: GroupResults) -> Figure:
     """Per task and metric, the relative change (%) against single-task training of the
     grouped solution and of all tasks together, signed so that **+ is better** for every metric
     (:func:`~taskgroup.report.numbers.improvement`); the legend gives each one's Δm (2 decimals,
-    lower is better)."""
-    from taskgroup.training.metrics import LOSS
-
+    lower is better). With several initialisations, each bar is the mean of the seeds' changes
+    (each against the single-task network of its seed) with its 95% interval as an error bar."""
     if results.single is None or results.together is None:
         raise ValueError("these results have no baselines to compare with")
-    labels, grouped, together = [], [], []
-    for task in results.tasks:
-        alone = results.single[task].test[task]
-        for name, value in results.metrics[task].items():
-            if name == LOSS or alone[name] == 0:
-                continue
-            better = results.directions[task][name]
-            labels.append(f"{task}\n{name} ({'↑' if better else '↓'})")
-            grouped.append(improvement(value, alone[name], better))
-            together.append(improvement(results.together.test[task][name], alone[name], better))
+    labels, grouped, together = _changes(results)
     x = np.arange(len(labels))
     fig = Figure(figsize=(2.2 + 0.9 * len(labels), 4.0), layout="constrained")
     ax = fig.add_subplot()
-    ax.bar(x - 0.2, grouped, 0.4, color="C0", label=f"grouped (Δm {percent(results.delta_m())})")
-    ax.bar(
-        x + 0.2,
-        together,
-        0.4,
-        color="C3",
-        label=f"all together (Δm {percent(results.delta_m_together())})",
-    )
+    for shift, changes, color, name, interval in (
+        (-0.2, grouped, "C0", "grouped", results.delta_m_interval()),
+        (0.2, together, "C3", "all together", results.delta_m_together_interval()),
+    ):
+        errors = None if not results.initialisations else [c.half_width for c in changes]
+        ax.bar(
+            x + shift,
+            [c.mean for c in changes],
+            0.4,
+            yerr=errors,
+            capsize=3,
+            color=color,
+            label=f"{name} (Δm {percent_interval(interval.mean, interval.half_width)})",
+        )
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_xticks(x, labels, fontsize=7)
     ax.set_xlabel("task, metric (↑ higher is better, ↓ lower is better)")

@@ -11,8 +11,10 @@ import shlex
 
 from taskgroup.report.freshness import train_command
 from taskgroup.report.markup import banner, escape, section, table
-from taskgroup.report.numbers import percent, plain
+from taskgroup.report.numbers import percent, percent_interval, plain
 from taskgroup.report.rundata import RunData
+from taskgroup.training.groups import GroupResults
+from taskgroup.training.intervals import Interval, outcome, verdict
 
 DELTA_M = (
     "Δm is the mean relative change of the test metrics against the baseline, signed so that "
@@ -59,6 +61,8 @@ def _gain_part(run: RunData) -> str:
         return f"<p><strong>Gain:</strong> not measured: {why}.</p>"
     if results.single is None or results.together is None:
         return "<p><strong>Gain:</strong> not measured: the run trained no baselines.</p>"
+    if results.initialisations:
+        return _gain_with_intervals(results)
     alone, together = results.delta_m(), results.delta_m(against="together")
     return (
         f"<p><strong>Gain:</strong> Δm of the groups against each task trained alone "
@@ -66,6 +70,43 @@ def _gain_part(run: RunData) -> str:
         f'together <strong data-delta-m="together">{percent(together)}</strong> (all tasks '
         f"together against each alone: {percent(results.delta_m_together())}; aggregator "
         f"<code>{escape(results.aggregator)}</code>). {DELTA_M}.</p>"
+    )
+
+
+def _shown(interval: Interval) -> str:
+    return percent_interval(interval.mean, interval.half_width)
+
+
+def seeds_note(results: GroupResults) -> str:
+    """What the numbers of a several-initialisation run are: means ± 95% intervals."""
+    seeds = ", ".join(str(s) for s in results.seeds)
+    return (
+        f"mean ± 95% interval over {len(results.per_seed)} initialisations, seeds "
+        f"{escape(seeds)}: the Student-t interval of the mean, t<sub>0.975, K−1</sub>·s/√K"
+    )
+
+
+def verdict_part(results: GroupResults) -> str:
+    """The sentence on whether the grouping beats all tasks together with 95% confidence,
+    marked ``data-confidence`` with the :func:`~taskgroup.training.intervals.outcome`."""
+    difference = results.delta_m_interval(against="together")
+    sentence = verdict(difference, percent)
+    if sentence is None:
+        return ""
+    text = escape(sentence[0].upper() + sentence[1:])
+    return f'<strong data-confidence="{outcome(difference)}">{text}</strong>.'
+
+
+def _gain_with_intervals(results: GroupResults) -> str:
+    alone = results.delta_m_interval()
+    together = results.delta_m_interval(against="together")
+    return (
+        f"<p><strong>Gain</strong> ({seeds_note(results)}): Δm of the groups against each task "
+        f'trained alone <strong data-delta-m="single">{_shown(alone)}</strong>, against all '
+        f'tasks trained together <strong data-delta-m="together">{_shown(together)}</strong> '
+        f"(all tasks together against each alone: "
+        f"{_shown(results.delta_m_together_interval())}; aggregator "
+        f"<code>{escape(results.aggregator)}</code>). {verdict_part(results)} {DELTA_M}.</p>"
     )
 
 
@@ -98,6 +139,12 @@ def _cost_part(run: RunData) -> str:
             extra = cost["single"]["networks"] + cost["together"]["networks"]
             seconds = cost["single"]["seconds"] + cost["together"]["seconds"]
             facts.append(f"baselines {_seconds(seconds)} for {extra} more network(s)")
+        if results.initialisations:
+            total = sum(c["seconds"] for r in results.per_seed for c in r.cost.values())
+            facts.append(
+                f"all {len(results.per_seed)} initialisations of every network "
+                f"{_seconds(total)} (the figures before are initialisation 0's)"
+            )
     if not facts:
         return ""
     return f"<p><strong>Cost:</strong> {'; '.join(facts)}.</p>"

@@ -25,13 +25,18 @@ from tqdm.auto import tqdm
 from taskgroup import distributed
 from taskgroup.data.benchmark import Benchmark
 from taskgroup.grouping.objective import Grouping, check_groups
-from taskgroup.rundir import RESULTS, network_dir
+from taskgroup.rundir import RESULTS, initialisation_key, network_dir
 from taskgroup.settings import TrainSettings
 from taskgroup.storage import fingerprint, read_json, write_json
+from taskgroup.training.intervals import CONFIDENCE, DESCRIPTION, Interval, mean_interval, verdict
 from taskgroup.training.metrics import LOSS, delta_m, higher_is_better
 from taskgroup.training.trainer import GroupResult, group_key, train_group
 
 FORMAT = "taskgroup.results"
+SEEDS_CONVENTION = (
+    "; with several initialisations (seeds) delta_m* are means over them and seeds holds "
+    "each one's values and the 95% intervals; metrics, serves and groups are initialisation 0's"
+)
 SINGLE_TASK_AGGREGATOR = "mean"
 
 logger = logging.getLogger(__name__)
@@ -54,6 +59,13 @@ class GroupResults:
             fingerprint(settings)}``, so a report can tell results of another grouping (``{}``
             in files written before it was recorded; :attr:`grouping_fingerprint` then derives
             the groups' fingerprint from ``groups``).
+        initialisations: with ``seeds = K`` > 1, the results of initialisations 1..K−1, each
+            a one-seed ``GroupResults`` like this one; the attributes above are those of
+            initialisation 0, :attr:`per_seed` lists all K. Empty with one seed.
+
+    With several initialisations, :meth:`delta_m` and :meth:`delta_m_together` are means over
+    them, and :meth:`delta_m_interval`, :meth:`metric_intervals` and :meth:`verdict` give their
+    95% intervals (:mod:`taskgroup.training.intervals`).
     """
 
     tasks: list[str]
@@ -65,6 +77,19 @@ class GroupResults:
     directions: dict[str, dict[str, bool]]
     settings: dict[str, Any] = field(default_factory=dict)
     trained_for: dict[str, str] = field(default_factory=dict)
+    initialisations: tuple[GroupResults, ...] = ()
+
+    @property
+    def per_seed(self) -> list[GroupResults]:
+        """The one-seed results of every initialisation, initialisation 0 (these results
+        without the others) first."""
+        return [dataclasses.replace(self, initialisations=()), *self.initialisations]
+
+    @property
+    def seeds(self) -> list[int | None]:
+        """The seed of each initialisation, in :attr:`per_seed` order (``None`` where
+        ``settings`` records none)."""
+        return [r.settings.get("seed") for r in self.per_seed]
 
     @property
     def grouping_fingerprint(self) -> str:
@@ -79,14 +104,57 @@ class GroupResults:
     def delta_m(self, *, against: str = "single", only: Sequence[str] | None = None) -> float:
         """Δm (percent, lower is better) of the grouped solution against the single-task
         baseline (``against="single"``) or all-together (``"together"``); ``only=["loss"]``
-        compares test losses instead of the tasks' metrics."""
-        return delta_m(self.metrics, self._baseline(against), self.directions, only=only)
+        compares test losses instead of the tasks' metrics. With several initialisations, the
+        mean of their Δm (each against the baseline of its own seed)."""
+        return self.delta_m_interval(against=against, only=only).mean
 
     def delta_m_together(self, *, only: Sequence[str] | None = None) -> float:
-        """Δm of all tasks trained together against the single-task baseline."""
+        """Δm of all tasks trained together against the single-task baseline (the mean over
+        the initialisations)."""
+        return self.delta_m_together_interval(only=only).mean
+
+    def delta_m_interval(
+        self, *, against: str = "single", only: Sequence[str] | None = None
+    ) -> Interval:
+        """:meth:`delta_m` of each initialisation, paired by seed (the grouping of seed s
+        against the baseline of seed s), their mean and its 95% interval (none for one)."""
+        return mean_interval(
+            [
+                delta_m(r.metrics, r._baseline(against), r.directions, only=only)
+                for r in self.per_seed
+            ]
+        )
+
+    def delta_m_together_interval(self, *, only: Sequence[str] | None = None) -> Interval:
+        """:meth:`delta_m_together` of each initialisation, their mean and its 95% interval."""
         if self.together is None:
             raise ValueError("this run trained no baselines")
-        return delta_m(self.together.test, self._baseline("single"), self.directions, only=only)
+        return mean_interval(
+            [
+                delta_m(r.together.test, r._baseline("single"), r.directions, only=only)
+                for r in self.per_seed
+            ]
+        )
+
+    def metric_intervals(self, of: str = "grouped") -> dict[str, dict[str, Interval]]:
+        """Each task's test metrics (the loss included) over the initialisations, with their
+        95% intervals: ``of="grouped"`` (the network serving the task in each), ``"single"``
+        (the task alone) or ``"together"`` (all tasks in one network)."""
+        if of not in ("grouped", "single", "together"):
+            raise ValueError(f"of must be 'grouped', 'single' or 'together', got {of!r}")
+        tests = [r.metrics if of == "grouped" else r._baseline(of) for r in self.per_seed]
+        return {
+            t: {name: mean_interval([test[t][name] for test in tests]) for name in tests[0][t]}
+            for t in self.tasks
+        }
+
+    def verdict(self) -> str | None:
+        """Whether the grouping beats all tasks together with 95% confidence, as a sentence,
+        from the paired interval of its Δm against all together over the initialisations;
+        ``None`` with one initialisation or without baselines."""
+        if self.single is None or self.together is None:
+            return None
+        return verdict(self.delta_m_interval(against="together"))
 
     def _baseline(self, against: str) -> dict[str, dict[str, float]]:
         if self.single is None or self.together is None:
@@ -124,7 +192,7 @@ class GroupResults:
                 "delta_m_together": self.delta_m_together(),
                 "delta_m_together_loss": self.delta_m_together(only=[LOSS]),
             }
-        return {
+        record = {
             "format": FORMAT,
             "convention": "delta_m: mean relative change in percent against single-task "
             "training, signed so that lower is better (Nash-MTL); *_loss uses test losses",
@@ -143,6 +211,40 @@ class GroupResults:
             else {t: r.to_dict() for t, r in self.single.items()},
             "together": None if self.together is None else self.together.to_dict(),
         }
+        if self.initialisations:
+            record["convention"] += SEEDS_CONVENTION
+            record["seeds"] = self._seeds_record()
+        return record
+
+    def _seeds_record(self) -> dict[str, Any]:
+        """The ``seeds`` entry of :meth:`to_dict`: the seeds, the intervals of Δm and of every
+        metric (each with its per-seed values), the verdict, and the other initialisations'
+        results in full."""
+        record: dict[str, Any] = {
+            "seeds": self.seeds,
+            "confidence": CONFIDENCE,
+            "interval": DESCRIPTION,
+        }
+        kinds = ["grouped"]
+        if self.single is not None and self.together is not None:
+            kinds += ["single", "together"]
+            record |= {
+                "delta_m": self.delta_m_interval().to_dict(),
+                "delta_m_loss": self.delta_m_interval(only=[LOSS]).to_dict(),
+                "delta_m_together": self.delta_m_together_interval().to_dict(),
+                "delta_m_together_loss": self.delta_m_together_interval(only=[LOSS]).to_dict(),
+                "delta_m_against_together": self.delta_m_interval(against="together").to_dict(),
+                "verdict": self.verdict(),
+            }
+        record["metrics"] = {
+            kind: {
+                t: {name: i.to_dict() for name, i in values.items()}
+                for t, values in self.metric_intervals(kind).items()
+            }
+            for kind in kinds
+        }
+        record["initialisations"] = [r.to_dict() for r in self.initialisations]
+        return record
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``results.json``-style JSON atomically."""
@@ -154,26 +256,37 @@ class GroupResults:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"{path}: not a taskgroup results file (format != {FORMAT!r})")
         try:
-            single = data["single"]
-            together = data["together"]
-            return cls(
-                tasks=list(data["tasks"]),
-                aggregator=data["aggregator"],
-                groups=[GroupResult.from_dict(r) for r in data["groups"]],
-                serves={t: int(g) for t, g in data["serves"].items()},
-                single=None
-                if single is None
-                else {t: GroupResult.from_dict(r) for t, r in single.items()},
-                together=None if together is None else GroupResult.from_dict(together),
-                directions=data["directions"],
-                settings=data.get("settings", {}),
-                trained_for=dict(data.get("trained_for") or {}),
-            )
+            others = data["seeds"]["initialisations"] if "seeds" in data else []
+            return cls._from_dict(data, tuple(cls._from_dict(o) for o in others))
         except (KeyError, TypeError) as e:
             raise ValueError(f"{path}: malformed results ({e})") from None
 
+    @classmethod
+    def _from_dict(
+        cls, data: dict[str, Any], initialisations: tuple[GroupResults, ...] = ()
+    ) -> GroupResults:
+        single = data["single"]
+        together = data["together"]
+        return cls(
+            tasks=list(data["tasks"]),
+            aggregator=data["aggregator"],
+            groups=[GroupResult.from_dict(r) for r in data["groups"]],
+            serves={t: int(g) for t, g in data["serves"].items()},
+            single=None
+            if single is None
+            else {t: GroupResult.from_dict(r) for t, r in single.items()},
+            together=None if together is None else GroupResult.from_dict(together),
+            directions=data["directions"],
+            settings=data.get("settings", {}),
+            trained_for=dict(data.get("trained_for") or {}),
+            initialisations=initialisations,
+        )
+
     def table(self) -> str:
-        """A plain-text table: each task's test metrics grouped, alone and all together."""
+        """A plain-text table: each task's test metrics grouped, alone and all together (with
+        several initialisations: their means ± 95% intervals, and the verdict)."""
+        if self.initialisations:
+            return self._seeds_table()
         width = max(len(t) for t in self.tasks)
         lines = [f"  {'task':<{width}}  group  metric      grouped     alone  together"]
         for t in self.tasks:
@@ -193,6 +306,41 @@ class GroupResults:
                 f"{self.delta_m_together(only=[LOSS]):+.2f}%)"
             )
         return "\n".join(lines)
+
+    def _seeds_table(self) -> str:
+        width = max(len(t) for t in self.tasks)
+        kinds = ["grouped"] if self.single is None else ["grouped", "single", "together"]
+        intervals = {kind: self.metric_intervals(kind) for kind in kinds}
+        header = "".join(f"  {k.replace('single', 'alone'):>19}" for k in kinds)
+        lines = [f"  {'task':<{width}}  metric  {header}"]
+        for t in self.tasks:
+            for name in self.metrics[t]:
+                cells = "".join(f"  {_plus_minus(intervals[k][t][name]):>19}" for k in kinds)
+                lines.append(f"  {t:<{width}}  {name:<8}{cells}")
+        seeds = ", ".join(str(s) for s in self.seeds)
+        lines += [
+            "",
+            f"  mean ± 95% interval over {len(self.per_seed)} initialisations (seeds "
+            f"{seeds}; Student t)",
+        ]
+        if self.single is not None:
+            lines.append(
+                f"  Δm vs single-task (lower is better): grouped "
+                f"{_plus_minus(self.delta_m_interval(), '+.2f')}%, all together "
+                f"{_plus_minus(self.delta_m_together_interval(), '+.2f')}%  (on test loss: "
+                f"{_plus_minus(self.delta_m_interval(only=[LOSS]), '+.2f')}%, "
+                f"{_plus_minus(self.delta_m_together_interval(only=[LOSS]), '+.2f')}%)"
+            )
+            sentence = self.verdict()
+            lines.append(f"  {sentence[0].upper()}{sentence[1:]}.")
+        return "\n".join(lines)
+
+
+def _plus_minus(interval: Interval, spec: str = ".4g") -> str:
+    """``mean ± half_width`` (just the mean without an interval)."""
+    if interval.half_width is None:
+        return format(interval.mean, spec)
+    return f"{interval.mean:{spec}} ± {interval.half_width:{spec.lstrip('+')}}"
 
 
 def groups_fingerprint(groups: Sequence[Sequence[str]]) -> str:
@@ -232,6 +380,7 @@ def train_groups(
     seed: int | None = None,
     baselines: bool | None = None,
     workers: int | None = None,
+    seeds: int | None = None,
     out: str | os.PathLike | None = None,
     progress: bool | None = None,
     device: torch.device | str | None = None,
@@ -251,6 +400,10 @@ def train_groups(
         seed: the seed of every network (initialisation, batches, training randomness).
         baselines: also train every task alone and all tasks together.
         workers: trainings run in this many processes (``spawn``); the benchmark must pickle.
+        seeds: train every network (groups and baselines) with this many initialisations,
+            initialisation k with the seed ``seed + 1000 k``, and report each metric and Δm
+            as mean ± 95% interval over them (:meth:`GroupResults.delta_m_interval`);
+            initialisation 0 is the one-seed run, in the same folders.
         out: run directory: checkpoints and results of each training under ``out/train/``, the
             event log ``out/log.jsonl`` and ``out/tensorboard/``, and ``out/results.json``.
             A second call with the same ``out`` resumes: finished trainings are not repeated.
@@ -272,6 +425,7 @@ def train_groups(
         "seed": seed,
         "baselines": baselines,
         "workers": workers,
+        "seeds": seeds,
     }
     settings = TrainSettings.for_benchmark(benchmark, settings, **given)
     groups = check_groups(
@@ -282,10 +436,16 @@ def train_groups(
             "workers > 1 cannot be combined with a distributed run (--nproc): every rank "
             "trains the same network in step; run independent groups as separate jobs instead"
         )
-    jobs = _jobs(benchmark.tasks.names, groups, settings)
+    inits = [settings.initialisation(k) for k in range(settings.seeds)]
+    jobs = {
+        initialisation_key(key, k): job
+        for k, init in enumerate(inits)
+        for key, job in _jobs(benchmark.tasks.names, groups, init).items()
+    }
     run_dir = None if out is None else Path(out)
     done = train_networks(benchmark, jobs, run_dir, settings.workers, progress, device)
-    results = _gather(benchmark, groups, settings, done)
+    first, *others = [_gather(benchmark, groups, init, done, k) for k, init in enumerate(inits)]
+    results = dataclasses.replace(first, initialisations=tuple(others))
     _log_results(results)
     if run_dir is not None:
         results.save(run_dir / RESULTS)
@@ -335,20 +495,25 @@ def _gather(
     benchmark: Benchmark,
     groups: list[tuple[str, ...]],
     settings: TrainSettings,
-    done: Mapping[str, GroupResult],
+    trained_networks: Mapping[str, GroupResult],
+    init: int = 0,
 ) -> GroupResults:
-    """The grouped run's results from its trained networks: each task served by the group
-    with the lowest validation loss on it (ties to the first group)."""
+    """The grouped run's results of initialisation ``init`` from its trained networks: each
+    task served by the group with the lowest validation loss on it (ties to the first group)."""
     tasks, aggregator = benchmark.tasks.names, settings.aggregator
-    trained = [done[group_key(g, aggregator)] for g in groups]
+
+    def done(key: str) -> GroupResult:
+        return trained_networks[initialisation_key(key, init)]
+
+    trained = [done(group_key(g, aggregator)) for g in groups]
     serves = {}
     for t in tasks:
         holders = [i for i, r in enumerate(trained) if t in r.tasks]
         serves[t] = min(holders, key=lambda i: (trained[i].val[t][LOSS], i))
     single = together = None
     if settings.baselines:
-        single = {t: done[group_key((t,), SINGLE_TASK_AGGREGATOR)] for t in tasks}
-        together = done[group_key(tuple(tasks), aggregator)]
+        single = {t: done(group_key((t,), SINGLE_TASK_AGGREGATOR)) for t in tasks}
+        together = done(group_key(tuple(tasks), aggregator))
     network = settings.network() | {"single_task_aggregator": SINGLE_TASK_AGGREGATOR}
     return GroupResults(
         tasks=tasks,
@@ -365,6 +530,7 @@ def _gather(
 
 def _train_job(
     benchmark: Benchmark,
+    key: str,
     tasks: tuple[str, ...],
     settings: TrainSettings,
     run_dir: Path | None,
@@ -374,7 +540,6 @@ def _train_job(
 ) -> GroupResult:
     if threads is not None:
         torch.set_num_threads(threads)
-    key = group_key(tasks, settings.aggregator)
     directory = None if run_dir is None else network_dir(run_dir, key)
     return train_group(
         benchmark,
@@ -384,6 +549,7 @@ def _train_job(
         run_dir=run_dir,
         progress=progress,
         device=device,
+        name=key,
     )
 
 
@@ -404,7 +570,9 @@ def train_networks(
     try:
         if workers == 1:
             for key, (tasks, settings) in jobs.items():
-                done[key] = _train_job(benchmark, tasks, settings, run_dir, None, progress, device)
+                done[key] = _train_job(
+                    benchmark, key, tasks, settings, run_dir, None, progress, device
+                )
                 bar.update()
             return done
         threads = max(1, torch.get_num_threads() // workers)
@@ -412,7 +580,7 @@ def train_networks(
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             futures = {
                 pool.submit(
-                    _train_job, benchmark, tasks, settings, run_dir, threads, False, device
+                    _train_job, benchmark, key, tasks, settings, run_dir, threads, False, device
                 ): key
                 for key, (tasks, settings) in jobs.items()
             }

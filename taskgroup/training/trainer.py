@@ -105,6 +105,7 @@ def train_group(
     on_step: Callable[[int], None] | None = None,
     device: torch.device | str | None = None,
     until: int | None = None,
+    name: str | None = None,
 ) -> GroupResult:
     """Train one network on ``tasks`` of ``benchmark`` (see the module doc).
 
@@ -128,6 +129,8 @@ def train_group(
             as if never paused. A multiple of ``eval_every`` (where checkpoints are written), or
             at least ``settings.steps`` (no pause). A group trained past ``until`` already
             answers with where it stands; one that stopped early is finished. ``None``: no pause.
+        name: this training's run in the event log (default: its ``group_key``; another
+            initialisation of the same group needs another name).
 
     Under torch.distributed every rank draws the same global batches of ``batch_size`` rows and
     trains on its shard; per-task gradients (and the losses a loss weighting reads) are averaged
@@ -154,7 +157,7 @@ def train_group(
     if directory is not None and (directory / CHECKPOINT).exists():
         checkpoint = load_checkpoint(directory / CHECKPOINT)  # on the CPU; load_state_dict moves it
         _check_config(directory / CHECKPOINT, checkpoint.get("config"), config)
-    log = EventLog(run_dir, "train", group_key(tasks, settings.aggregator))
+    log = EventLog(run_dir, "train", name or group_key(tasks, settings.aggregator))
     bar = tqdm(
         total=settings.steps,
         desc=f"training {'+'.join(tasks)}"[:60],
