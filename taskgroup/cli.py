@@ -416,6 +416,7 @@ def train(
     typer.echo(f"\n→ {run_dir}/results.json")
     _refresh_report(run_dir)
     _exit_if_diverged(results)
+    _exit_if_diverged(results)
 
 
 def _refresh_report(run_dir: Path) -> None:
@@ -471,6 +472,36 @@ def run(
     finally:
         stages.close()
     typer.echo(f"\n→ {page}")
+    from taskgroup.rundir import RESULTS
+    from taskgroup.training.groups import GroupResults
+
+    _exit_if_diverged(GroupResults.load(run_dir / RESULTS))
+
+
+DIVERGED = 3  # exit code: the run finished and wrote everything, but a network diverged
+
+
+def _exit_if_diverged(results) -> None:
+    """Name every network of ``results`` that stopped on a NaN/inf on stderr, then exit with
+    code 3 (its result is the best evaluation before it; every other network finished)."""
+    seen, lines = set(), []
+    for r in getattr(results, "per_seed", [results]):
+        together = [] if r.together is None else [r.together]
+        for network in [*r.groups, *(r.single or {}).values(), *together]:
+            diverged = network.diverged
+            if diverged is None or (network.tasks, diverged["message"]) in seen:
+                continue
+            seen.add((network.tasks, diverged["message"]))
+            name = f"{'+'.join(network.tasks)} ({network.aggregator})"
+            lines.append(f"  {name}: {diverged['message']}")
+    if lines:
+        typer.echo(
+            f"taskgroup: {len(lines)} network(s) diverged and stopped early (results.json "
+            f"records each under 'diverged'; their results are the best evaluation before it):\n"
+            + "\n".join(lines),
+            err=True,
+        )
+        raise typer.Exit(DIVERGED)
     from taskgroup.rundir import RESULTS
     from taskgroup.training.groups import GroupResults
 

@@ -81,12 +81,51 @@ def stack_task_losses(
     return torch.stack(task_loss_list(outputs, targets, losses))
 
 
+class NonFiniteError(ValueError):
+    """A loss or gradient turned NaN or infinite: training diverged (or its input is broken).
+
+    Attributes:
+        tasks: the tasks concerned, by name (or by row index where no names are known).
+        what: what was not finite, e.g. ``"the training loss"``.
+        step: the training step, where the raiser knows it (else ``None``).
+    """
+
+    def __init__(
+        self, what: str, tasks: Sequence[str | int], *, step: int | None = None, detail: str = ""
+    ):
+        self.what, self.tasks, self.step, self.detail = what, tuple(tasks), step, detail
+        at = "" if step is None else f" at step {step}"
+        named = ", ".join(map(str, self.tasks)) or "?"
+        super().__init__(f"{what}{at} is not finite (NaN or inf) for task(s) {named}{detail}")
+
+    def at_step(self, step: int) -> NonFiniteError:
+        """The same error, naming the training ``step``."""
+        return NonFiniteError(self.what, self.tasks, step=step, detail=self.detail)
+
+
 def check_finite(values: torch.Tensor, names: Sequence[str], what: str) -> None:
-    """Raise ``ValueError`` naming the tasks whose entry of ``values`` (``[..., n]``) is NaN/inf."""
+    """Raise :class:`NonFiniteError` (a ``ValueError``) naming the tasks whose entry of
+    ``values`` (``[..., n]``) is NaN/inf."""
     finite = torch.isfinite(values)
     if not bool(finite.all()):
         bad = [names[j] for j in range(len(names)) if not bool(finite[..., j].all())]
-        raise ValueError(f"{what} is not finite (NaN or inf) for task(s) {', '.join(bad)}")
+        raise NonFiniteError(what, bad)
+
+
+def nonfinite_gradient_tasks(
+    task_losses: torch.Tensor | Sequence[torch.Tensor], params: Sequence[torch.Tensor]
+) -> list[int]:
+    """The indices of the tasks whose loss has a NaN/inf gradient for some of ``params`` (one
+    backward pass per task on a retained graph: for error paths, to name the culprits).
+    ``task_losses``: the k scalar losses as computed; entries of a stacked ``[k]`` tensor also
+    work, but the zero cotangent the stack sends to the other tasks turns their ∞ into NaN
+    (0 · ∞), so a NaN can then show in every task."""
+    bad = []
+    for i in range(len(task_losses)):
+        grads = torch.autograd.grad(task_losses[i], params, retain_graph=True, allow_unused=True)
+        if not all(bool(torch.isfinite(g).all()) for g in grads if g is not None):
+            bad.append(i)
+    return bad
 
 
 @contextmanager
@@ -284,6 +323,7 @@ def _base_losses_and_gradients(
     check_finite(base, names, "the loss")
     grads = task_gradients(task_losses, shared_params, batched=batched_grads, chunk_size=chunk_size)
     del outputs, task_losses
+    check_finite(grads.T, names, "the gradient of the loss")  # a NaN row would poison the row
     if across_ranks:
         grads = average(grads)
         base = average(base)

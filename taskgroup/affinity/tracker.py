@@ -12,6 +12,7 @@ from torch import nn
 from taskgroup.affinity.lookahead import (
     Lookahead,
     LossFns,
+    NonFiniteError,
     measure_lookahead,
     resolve_lookahead,
 )
@@ -79,7 +80,10 @@ class AffinityTracker:
         self.steps_seen += 1
         if step % self.every:
             return None
-        measured = measure_lookahead(self.model, inputs, targets, self.losses, **self.options)
+        try:
+            measured = measure_lookahead(self.model, inputs, targets, self.losses, **self.options)
+        except NonFiniteError as e:  # name the step: the measurement itself cannot know it
+            raise e.at_step(step) from None
         self._steps.append(step)
         self._lrs.append(measured.lr)
         self._matrices.append(measured.affinity.cpu().numpy())

@@ -12,6 +12,9 @@
     step = tg.MTLStep(model, tasks, "nash_mtl", optimizer)   # a whole training step
     agg.backward(losses, shared_params)                      # or only fill .grad
 
+A NaN/inf loss or gradient raises :class:`NonFiniteError` (a ``ValueError`` naming the tasks)
+before anything reaches ``.grad`` or the parameters; under a ``GradScaler`` the step is skipped.
+
 See docs/aggregators.md for every method's definition and reference. The registry lives in
 :mod:`taskgroup.aggregators.registry`, the contract in :mod:`~taskgroup.aggregators.base`, the
 backward plumbing of a training step in :mod:`~taskgroup.aggregators.backward`.
@@ -19,6 +22,7 @@ backward plumbing of a training step in :mod:`~taskgroup.aggregators.backward`.
 
 from __future__ import annotations
 
+from taskgroup.affinity.lookahead import NonFiniteError
 from taskgroup.aggregators.aligned_mtl import AlignedMTL
 from taskgroup.aggregators.base import Aggregation, Aggregator, GramianAggregator, LossWeighting
 from taskgroup.aggregators.cagrad import CAGrad
@@ -57,6 +61,7 @@ __all__ = [
     "MTLStep",
     "Mean",
     "NashMTL",
+    "NonFiniteError",
     "PCGrad",
     "RandomLossWeighting",
     "StepResult",

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from taskgroup.aggregators.base import GramianAggregator
+from taskgroup.aggregators.base import EPS, GramianAggregator
 
 SCALES = ("min", "median", "rmse")
 
@@ -26,8 +26,9 @@ class AlignedMTL(GramianAggregator):
     Args:
         scale: the common singular value: ``"min"`` (paper), ``"median"`` or ``"rmse"``.
 
-    Degenerate input: directions with eigenvalue below ``k · eps · λ_max`` are dropped (rank
-    deficiency, identical rows); all-zero G gives 0; k = 1 returns the gradient.
+    Degenerate input: directions with eigenvalue below ``k · eps · λ_max`` (eps of G's dtype)
+    are dropped (rank deficiency, identical rows; rank 1 gives the mean); all-zero G gives 0;
+    k = 1 returns the gradient.
     """
 
     name = "aligned_mtl"
@@ -43,12 +44,12 @@ class AlignedMTL(GramianAggregator):
     def _options_repr(self) -> str:
         return f"scale={self.scale!r}, max_norm={self.max_norm}"
 
-    def _weigh(self, K: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    def _weigh(self, K: np.ndarray, eps: float = EPS) -> tuple[np.ndarray, dict[str, Any]]:
         k = len(K)
         preference = np.full(k, 1.0 / k)
         eigenvalues, vectors = np.linalg.eigh(K)
         top = float(eigenvalues[-1]) if k else 0.0
-        keep = eigenvalues > max(top, 0.0) * k * np.finfo(np.float64).eps
+        keep = eigenvalues > max(top, 0.0) * k * eps  # eps: the gradients' dtype's rounding
         if not top > 0 or not keep.any():
             return preference, {"rank": 0}
         lam, U = eigenvalues[keep], vectors[:, keep]

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from taskgroup.affinity.lookahead import NonFiniteError, nonfinite_gradient_tasks
 from taskgroup.distributed import average, average_grads
 from taskgroup.gradients import flatten, scale_to_norm, task_gradients, unflatten
 
@@ -139,24 +140,48 @@ def weighted_gradients(
     return list(grads)
 
 
+def require_finite(
+    per_task: torch.Tensor | Sequence[torch.Tensor],
+    grads: Sequence[torch.Tensor],
+    params: Sequence[torch.Tensor],
+    *,
+    what: str = "the gradient",
+    rows: torch.Tensor | None = None,
+) -> None:
+    """Raise :class:`~taskgroup.affinity.lookahead.NonFiniteError` naming the tasks (by row
+    index) when an entry of ``grads`` (what a step is about to write into ``.grad``) is NaN/inf.
+
+    The culprits are the tasks whose own loss of ``per_task`` (on a retained graph) has a
+    non-finite gradient for ``params``; failing that, the non-finite rows of the per-task
+    gradients ``rows`` (``[k, P]``; e.g. a NaN on another rank), else every task. One device
+    synchronisation when everything is finite.
+    """
+    if all_finite(grads):
+        return
+    bad = nonfinite_gradient_tasks(per_task, params)
+    if not bad and rows is not None:
+        bad = torch.nonzero(~torch.isfinite(rows).all(dim=1)).flatten().tolist()
+    raise NonFiniteError(what, bad or list(range(len(per_task))))
+
+
 def write_grads(
+    per_task: torch.Tensor | Sequence[torch.Tensor],
     losses: torch.Tensor,
     shared: Sequence[torch.Tensor],
     shared_grads: Sequence[torch.Tensor],
     others: Sequence[torch.Tensor],
     *,
     distributed: bool,
+    rows: torch.Tensor | None = None,
 ) -> None:
     """Fill ``.grad``: each task-specific parameter of ``others`` gets its own task's gradient
-    (that of ``losses.sum()``, averaged over the ranks when ``distributed``), then the shared
-    parameters get ``shared_grads``."""
-    if others:
-        grads = torch.autograd.grad(
-            losses.sum(), others, retain_graph=True, allow_unused=True, materialize_grads=True
-        )
-        accumulate_grads(others, grads)
-    if distributed:
-        average_grads(others)
+    (that of ``losses.sum()``, averaged over the ranks when ``distributed``), the shared
+    parameters get ``shared_grads``. Nothing is written when any of them is NaN/inf:
+    :func:`require_finite` raises instead, naming the tasks (``rows``: the step's per-task
+    gradients, if any)."""
+    own = own_task_gradients(losses, others, distributed=distributed)
+    require_finite(per_task, [*shared_grads, *own], [*shared, *others], rows=rows)
+    accumulate_grads(others, own)
     accumulate_grads(shared, shared_grads)
 
 
@@ -187,6 +212,27 @@ def global_values(losses: torch.Tensor) -> torch.Tensor:
     """``losses`` with the values averaged over the ranks but this rank's autograd graph (so a
     loss weighting reads the global batch's losses and back-propagates its own shard)."""
     return losses + (average(losses.detach()) - losses.detach())
+
+
+def backpropagate_finite(
+    objective: torch.Tensor,
+    losses: torch.Tensor | Sequence[torch.Tensor],
+    *,
+    distributed: bool,
+) -> list[torch.Tensor]:
+    """``objective.backward()`` (averaged over the ranks when ``distributed``) that writes
+    nothing when a gradient is NaN/inf: :func:`require_finite` raises instead, naming the tasks
+    of ``losses`` (the objective's inputs, ``[k]`` or k scalars). Returns the leaves it
+    filled."""
+    leaves = leaf_tensors(objective)
+    grads = torch.autograd.grad(
+        objective, leaves, retain_graph=True, allow_unused=True, materialize_grads=True
+    )
+    if distributed:
+        grads = unflatten(average(flatten(grads)), leaves)
+    require_finite(losses, grads, leaves)
+    accumulate_grads(leaves, grads)
+    return leaves
 
 
 def backpropagate(objective: torch.Tensor, *, distributed: bool) -> None:

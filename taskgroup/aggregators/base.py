@@ -28,9 +28,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from taskgroup.affinity.lookahead import NonFiniteError, nonfinite_gradient_tasks
 from taskgroup.aggregators.backward import (
     Params,
-    backpropagate,
+    backpropagate_finite,
     bound_grads,
     clipped_direction,
     global_values,
@@ -42,6 +43,8 @@ from taskgroup.aggregators.backward import (
     write_grads,
 )
 from taskgroup.gradients import flatten, scale_to_norm, unflatten
+
+EPS = float(np.finfo(np.float64).eps)
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,8 @@ def check_count(name: str, value: int, *, low: int = 1) -> int:
 def check_matrix(G: torch.Tensor, what: str = "G", *, finite: bool = True) -> None:
     """Raise a clear error unless ``G`` is a finite floating-point matrix ``[k >= 1, d >= 1]``
     (``finite=False``: leave the entries to the caller, e.g. :func:`gramian`, which checks them
-    through K at no extra pass over G)."""
+    through K at no extra pass over G). Non-finite entries raise
+    :class:`~taskgroup.affinity.lookahead.NonFiniteError` (a ``ValueError``) naming the rows."""
     if not isinstance(G, torch.Tensor):
         raise TypeError(f"{what} must be a torch.Tensor [k, d], got {type(G).__name__}")
     if G.ndim != 2:
@@ -95,14 +99,12 @@ def check_matrix(G: torch.Tensor, what: str = "G", *, finite: bool = True) -> No
     # a NaN or inf anywhere makes the sum non-finite (a finite sum that overflows is re-checked)
     if not bool(torch.isfinite(G.sum())) and not bool(torch.isfinite(G).all()):
         rows = torch.nonzero(~torch.isfinite(G).all(dim=1)).flatten().tolist()
-        raise ValueError(
-            f"{what} has non-finite entries (NaN or inf) in row(s) {', '.join(map(str, rows))} "
-            f"(row i = task i)"
-        )
+        raise NonFiniteError(what, rows, detail=" (row i = task i)")
 
 
 def check_losses(losses: torch.Tensor, what: str = "losses") -> None:
-    """Raise a clear error unless ``losses`` is a finite vector ``[k >= 1]``."""
+    """Raise a clear error unless ``losses`` is a finite vector ``[k >= 1]`` (NaN/inf:
+    :class:`~taskgroup.affinity.lookahead.NonFiniteError` naming the entries)."""
     if not isinstance(losses, torch.Tensor):
         raise TypeError(f"{what} must be a torch.Tensor [k], got {type(losses).__name__}")
     if losses.ndim != 1 or losses.shape[0] == 0:
@@ -111,9 +113,7 @@ def check_losses(losses: torch.Tensor, what: str = "losses") -> None:
         )
     if not bool(torch.isfinite(losses.detach()).all()):
         bad = torch.nonzero(~torch.isfinite(losses.detach())).flatten().tolist()
-        raise ValueError(
-            f"{what} is not finite (NaN or inf) for task(s) {', '.join(map(str, bad))}"
-        )
+        raise NonFiniteError(what, bad, detail=" (entry i = task i)")
 
 
 def _stacked(losses) -> tuple[torch.Tensor, torch.Tensor | list[torch.Tensor]]:
@@ -261,7 +261,10 @@ class Aggregator(ABC):
                 initialised process group before aggregating, so every rank takes the step of
                 the global batch (each rank's losses must be its shard's means).
 
-        Gradients accumulate into ``.grad`` like ``Tensor.backward``. Returns the step's
+        Gradients accumulate into ``.grad`` like ``Tensor.backward``. A NaN/inf loss or gradient
+        raises :class:`~taskgroup.affinity.lookahead.NonFiniteError` (a ``ValueError``) naming
+        the tasks by row, before anything is written into ``.grad`` and (a NaN in G) before the
+        method's state moves. Returns the step's
         :class:`Aggregation` (the direction is in the space of ``features`` when given).
         """
         losses, per_task = _stacked(losses)
@@ -269,30 +272,42 @@ class Aggregator(ABC):
         others = task_specific_parameters(losses, shared, task_params)
         reused = self._reused_weights(losses.shape[0])
         if reused is not None:
-            return self._backward_weighted(losses, shared, others, reused, distributed)
+            return self._backward_weighted(per_task, losses, shared, others, reused, distributed)
         if features is None:
             G = per_task_gradients(
                 per_task, shared, batched=batched, chunk_size=chunk_size, distributed=distributed
             )
-            result = self.aggregate(G, context=context)
+            result = self._aggregate_gradients(G, context, per_task, shared)
             shared_grads = unflatten(result.direction, shared)
         else:
             if not isinstance(features, torch.Tensor) or not features.requires_grad:
                 raise ValueError("features must be the representation tensor the losses read")
             G = per_task_gradients(per_task, [features], batched=batched, chunk_size=chunk_size)
-            check_matrix(G)
+            check_matrix(G, "the gradient")
             result = self._aggregate_within(G, context, 0.0)  # bounded below, in parameter space
             shared_grads = through_features(features, shared, result.direction)
             shared_grads = bound_grads(shared_grads, self.max_norm)
-        write_grads(losses, shared, shared_grads, others, distributed=distributed)
+        write_grads(per_task, losses, shared, shared_grads, others, distributed=distributed, rows=G)
         return result
+
+    def _aggregate_gradients(self, G: torch.Tensor, context: Any, per_task, params) -> Aggregation:
+        """:meth:`aggregate` in a training step: NaN/inf rows of G raise, naming the tasks by
+        row, before the method's state moves. The culprits are found by one backward pass per
+        task (a vmapped backward spreads a NaN into every row: 0 · ∞ for the other tasks)."""
+        try:
+            return self.aggregate(G, context=context)
+        except NonFiniteError as e:  # raised by the validation of G, before any solve
+            culprits = nonfinite_gradient_tasks(per_task, params) or e.tasks
+            raise NonFiniteError("the gradient", culprits) from None
 
     def _reused_weights(self, k: int) -> torch.Tensor | None:
         """Weights this step reuses without looking at G (Nash-MTL's ``update_weights_every``);
         ``None`` when the step needs G."""
         return None
 
-    def _backward_weighted(self, losses, shared, others, weights, distributed) -> Aggregation:
+    def _backward_weighted(
+        self, per_task, losses, shared, others, weights, distributed
+    ) -> Aggregation:
         """The step with the reused ``weights``: one backward pass of the weighted losses."""
         weights = weights.to(losses.dtype)
         grads = weighted_gradients(losses, weights, shared, distributed=distributed)
@@ -300,7 +315,7 @@ class Aggregator(ABC):
             scale = scale_to_norm(torch.linalg.vector_norm(flatten(grads)), self.max_norm)
             grads = [g * scale for g in grads]
             weights = weights * scale
-        write_grads(losses, shared, grads, others, distributed=distributed)
+        write_grads(per_task, losses, shared, grads, others, distributed=distributed)
         return Aggregation(flatten(grads), weights, {"status": "reused"})
 
 
@@ -318,12 +333,14 @@ class GramianAggregator(Aggregator):
         if K.shape[0] != K.shape[1]:
             raise ValueError(f"K must be square [k, k], got {tuple(K.shape)}")
         array = K.detach().to("cpu", torch.float64).numpy()
-        weights, _ = self._weigh((array + array.T) * 0.5)
+        weights, _ = self._weigh((array + array.T) * 0.5, torch.finfo(K.dtype).eps)
         return torch.as_tensor(weights, dtype=K.dtype, device=K.device)
 
     @abstractmethod
-    def _weigh(self, K: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        """Weights (float64 ``[k]``) and info from the float64 Gramian."""
+    def _weigh(self, K: np.ndarray, eps: float = EPS) -> tuple[np.ndarray, dict[str, Any]]:
+        """Weights (float64 ``[k]``) and info from the float64 Gramian, computed from gradients
+        of relative precision ``eps`` (that of G's dtype: a float32 Gramian's rank and
+        stationarity are decided at float32's rounding, not float64's)."""
 
     def aggregate(self, G: torch.Tensor, *, context: Any = None) -> Aggregation:
         check_matrix(G, finite=False)  # the entries are checked through K, in :func:`gramian`
@@ -337,7 +354,7 @@ class GramianAggregator(Aggregator):
         weights through ``‖Gᵀw‖² = wᵀKw`` in float64, before the direction is formed (the bound
         of :func:`bound_direction`, computed in weight space)."""
         K = gramian(G)
-        weights, info = self._weigh(K)
+        weights, info = self._weigh(K, torch.finfo(G.dtype).eps)
         if max_norm > 0:  # ‖Gᵀw‖² = wᵀKw: bound the direction before forming it
             norm = math.sqrt(max(float(weights @ K @ weights), 0.0))
             if norm > max_norm:
@@ -419,7 +436,7 @@ class LossWeighting(ABC):
 
     def backward(
         self,
-        losses: torch.Tensor,
+        losses: torch.Tensor | Sequence[torch.Tensor],
         shared_params: Params | None = None,
         *,
         distributed: bool = False,
@@ -427,15 +444,21 @@ class LossWeighting(ABC):
     ) -> Aggregation:
         """Back-propagate the weighted objective (fills ``.grad`` of every parameter the losses
         depend on, and of the weighting's own parameters); with ``max_norm`` > 0 and
-        ``shared_params`` given, clip the shared parameters' gradient to that norm.
+        ``shared_params`` given, clip the shared parameters' gradient to that norm. ``losses``:
+        a ``[k]`` tensor or a sequence of scalar losses (then a NaN gradient is traced to its
+        task exactly; through a stacked tensor, a NaN can show in every task's gradient).
 
         ``distributed``: the weights are computed from the losses averaged over the ranks and
         every gradient is averaged over them, so every rank takes the step of the global batch.
+        A NaN/inf loss or gradient raises :class:`~taskgroup.affinity.lookahead.NonFiniteError`
+        naming the tasks by row, with nothing written into ``.grad`` (the weighting's state has
+        moved by this step; ``MTLStep`` keeps the step from the optimizer).
         """
+        losses, per_task = _stacked(losses)
         if distributed:  # global values for the weights, this rank's graph for the gradients
             losses = global_values(losses)
         objective, weights = self.weigh(losses)
-        backpropagate(objective, distributed=distributed)
+        backpropagate_finite(objective, per_task, distributed=distributed)
         if shared_params is not None:
             shared = parameter_list(shared_params, "shared_params")
             direction = clipped_direction(shared, self.max_norm)

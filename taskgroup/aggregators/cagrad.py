@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from scipy.linalg.lapack import dposv
 
-from taskgroup.aggregators.base import GramianAggregator, check_count, check_option
+from taskgroup.aggregators.base import EPS, GramianAggregator, check_count, check_option
 from taskgroup.aggregators.simplex_qp import regularized, simplex_qp
 
 RESCALES = (0, 1, 2)
@@ -229,7 +229,7 @@ class CAGrad(GramianAggregator):
         self._start = None
         self._tau: float | None = None
 
-    def _weigh(self, K: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    def _weigh(self, K: np.ndarray, eps: float = EPS) -> tuple[np.ndarray, dict[str, Any]]:
         weights, w, info = cagrad_weights(K, self.c, start=self._start, tau=self._tau)
         self._start, self._tau = w, info["tau"]
         divisor = {0: 1.0, 1: 1.0 + self.c**2, 2: 1.0 + self.c}[self.rescale]

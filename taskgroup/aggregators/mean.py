@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from taskgroup.aggregators.base import (
+    EPS,
     Aggregation,
     Aggregator,
     GramianAggregator,
@@ -23,7 +24,7 @@ class Mean(GramianAggregator):
     summary = "average of the task gradients (linear scalarisation, weights 1/k)"
     reference = "equal-weight linear scalarisation"
 
-    def _weigh(self, K: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    def _weigh(self, K: np.ndarray, eps: float = EPS) -> tuple[np.ndarray, dict[str, Any]]:
         return np.full(len(K), 1.0 / len(K)), {}
 
     aggregate = Aggregator.aggregate  # no Gramian to check the entries through: check G

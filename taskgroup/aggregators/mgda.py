@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from taskgroup.aggregators.base import GramianAggregator
+from taskgroup.aggregators.base import EPS, GramianAggregator
 from taskgroup.aggregators.simplex_qp import min_norm_weights
+
+ZERO_ROW = "defined limit: a zero gradient row (d = 0, Pareto-stationary)"
 
 
 class MGDA(GramianAggregator):
@@ -26,6 +28,9 @@ class MGDA(GramianAggregator):
     Degenerate input: a zero gradient row takes all the weight (the first one if several; d = 0:
     Pareto-stationary); identical rows give the same direction as one copy (the min-norm point
     is unique; how the weight splits between the copies is not); k = 1 returns the gradient.
+
+    ``info["solver_status"]``: ``"optimal"`` (the active-set solve met the KKT conditions) or
+    the zero row's defined limit; a solve that does not converge raises ``RuntimeError``.
     """
 
     name = "mgda"
@@ -39,13 +44,13 @@ class MGDA(GramianAggregator):
     def reset(self) -> None:
         self._start = None
 
-    def _weigh(self, K: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    def _weigh(self, K: np.ndarray, eps: float = EPS) -> tuple[np.ndarray, dict[str, Any]]:
         zero = np.flatnonzero(np.diag(K) == 0)
         if len(zero):  # 0 is a vertex of the hull: exactly, without the solver's ridge
             w = np.zeros(len(K))
             w[zero[0]] = 1.0
-            return w, {"min_norm_squared": 0.0}
+            return w, {"min_norm_squared": 0.0, "solver_status": ZERO_ROW}
         start = self._start if self._start is not None and len(self._start) == len(K) else None
         w = min_norm_weights(K, start=start)
         self._start = w
-        return w, {"min_norm_squared": float(w @ K @ w)}
+        return w, {"min_norm_squared": float(w @ K @ w), "solver_status": "optimal"}

@@ -48,14 +48,13 @@ from typing import Any
 import numpy as np
 from scipy.linalg.lapack import dposv
 
-from taskgroup.aggregators.base import GramianAggregator, check_count, check_option
+from taskgroup.aggregators.base import EPS, GramianAggregator, check_count, check_option
 from taskgroup.aggregators.simplex_qp import min_norm_weights
 
 SOLVERS = ("newton", "cvxpy", "ccp")
 STATIONARY = 1e-10  # squared min-norm of the unit-scaled gradients below which 0 ∈ conv hull
 DIVERGED = 1e12  # normalised weights beyond this: the objective is unbounded below
 ROUNDING = 1e-7  # a residual that stops shrinking below this is at the rounding floor
-EPS = float(np.finfo(np.float64).eps)
 ACCEPTABLE = 1e-6  # never accept a stalled solve above this relative residual
 
 
@@ -134,12 +133,14 @@ class _Problem:
             ratio = np.where(positive, ratio, 1.0)
         return u * (ratio ** (-0.5) if self.p == 1.0 else ratio ** (-1.0 / (1.0 + self.p)))
 
-    def stationary(self) -> bool:
+    def stationary(self, eps: float = EPS) -> bool:
         """Whether 0 is (numerically) in the convex hull of the gradients — a property of their
-        directions only, tested on the unit-norm gradients (the cosine matrix C)."""
-        # a float32 Gramian is PSD only up to its rounding, which a negative eigenvalue reveals:
-        # a min-norm point within ten times that of 0 is 0
-        noise = max(-float(np.linalg.eigvalsh(self.C)[0]), 0.0)
+        directions only, tested on the unit-norm gradients (the cosine matrix C), at the
+        rounding ``eps`` of the gradients' dtype."""
+        # a float32 Gramian is PSD only up to its rounding, which a negative eigenvalue reveals
+        # (or not: opposite float32 gradients have cosines −1 + O(eps)): a min-norm point
+        # within ten times that rounding of 0 is 0
+        noise = max(-float(np.linalg.eigvalsh(self.C)[0]), eps)
         w = min_norm_weights(self.C)
         return float(w @ self.C @ w) <= max(STATIONARY, 10.0 * noise)
 
@@ -201,6 +202,7 @@ def solve_alpha_fair(
     start: np.ndarray | None = None,
     tol: float = 1e-12,
     max_iter: int = 500,
+    eps: float = EPS,
 ) -> AlphaFairSolution:
     """Solve ``K w = w^(−1/α)``, ``w > 0`` by damped Newton (α = 1: Nash-MTL).
 
@@ -213,6 +215,8 @@ def solve_alpha_fair(
             of evaluating C u − u^(−p) (1e-7, or 64 ε ‖|C| u + u^(−p)‖ / ‖u^(−p)‖ when that is
             larger, but never above 1e-6; the residual reached is reported).
         max_iter: Newton iteration cap; not converging raises ``RuntimeError``.
+        eps: the relative precision of the gradients behind K (their dtype's): the threshold
+            of the Pareto-stationary test.
     """
     k = len(K)
     problem = _Problem(K, alpha)
@@ -225,8 +229,10 @@ def solve_alpha_fair(
     u0 = problem.rescaled(u0)
     # weights this large mean a (nearly) Pareto-stationary G: check before iterating on
     u, gradient, target, iterations, converged = _newton(problem, u0, tol, min(max_iter, 50), 1e5)
-    if not converged:
-        if problem.stationary():
+    # a converged u beyond (10 eps)^(-1/2) balances cosines within the gradients' rounding of
+    # -1: (nearly) opposite low-precision gradients, stationary as far as their dtype can tell
+    if not converged or float(u.max()) ** -2 <= 10.0 * eps:
+        if problem.stationary(eps):
             return AlphaFairSolution(np.zeros(k), 0.0, iterations, "pareto_stationary", np.zeros(k))
         u, gradient, target, more, converged = _newton(problem, u, tol, max_iter)
         iterations += more
@@ -274,7 +280,7 @@ class _CvxpyAlphaFair:
 
 
 def solve_alpha_fair_cvxpy(
-    K: np.ndarray, alpha: float = 1.0, *, cache: dict | None = None
+    K: np.ndarray, alpha: float = 1.0, *, cache: dict | None = None, eps: float = EPS
 ) -> AlphaFairSolution:
     """The reference path: the same problem as :func:`solve_alpha_fair` solved by cvxpy with
     Clarabel. A solver failure raises ``RuntimeError``; it never falls back to other weights."""
@@ -283,7 +289,7 @@ def solve_alpha_fair_cvxpy(
     m = int(problem.active.sum())
     if m == 0:
         return AlphaFairSolution(np.zeros(k), 0.0, 0, "zero_gradients", np.zeros(k))
-    if problem.stationary():
+    if problem.stationary(eps):
         return AlphaFairSolution(np.zeros(k), 0.0, 0, "pareto_stationary", np.zeros(k))
     cache = {} if cache is None else cache
     key = (m, alpha)
@@ -355,6 +361,14 @@ def solve_nash_ccp(
     return AlphaFairSolution(weights, residual(K, weights), done, "solved", weights)
 
 
+def solver_status(status: str) -> str:
+    """``info["solver_status"]`` of a solve: ``"optimal"`` (the equation holds to the residual
+    reported), or ``"defined limit: zero_gradients"`` / ``"defined limit: pareto_stationary"``
+    (no solution exists; the weights are the documented limit, 0). A solve that fails raises;
+    there is no fallback to other weights."""
+    return "optimal" if status == "solved" else f"defined limit: {status}"
+
+
 class NashMTL(GramianAggregator):
     """Nash bargaining weights, (GGᵀ) w = 1/w, solved exactly and warm-started.
 
@@ -369,8 +383,10 @@ class NashMTL(GramianAggregator):
             only).
         tol, max_iter: Newton's target relative residual and iteration cap.
 
-    ``info`` of each step holds the solve's ``residual``, ``iterations`` and ``status``
-    (see the module docstring for the degenerate cases).
+    ``info`` of each step holds the solve's ``residual``, ``iterations``, ``status`` and
+    ``solver_status`` (:func:`solver_status`: ``"optimal"``, ``"defined limit: ..."`` for the
+    degenerate cases of the module docstring, ``"reused"``); a failed solve raises
+    ``RuntimeError``, never falls back.
     """
 
     name = "nash_mtl"
@@ -432,31 +448,33 @@ class NashMTL(GramianAggregator):
         self._step += 1
         return torch.as_tensor(self._weights)
 
-    def solve(self, K: np.ndarray) -> AlphaFairSolution:
-        """One solve on the Gramian (no state change besides the warm start)."""
+    def solve(self, K: np.ndarray, eps: float = EPS) -> AlphaFairSolution:
+        """One solve on the Gramian of gradients of relative precision ``eps`` (no state
+        change besides the warm start)."""
         if self.solver == "cvxpy":
-            solution = solve_alpha_fair_cvxpy(K, self.alpha, cache=self._cvxpy_cache)
+            solution = solve_alpha_fair_cvxpy(K, self.alpha, cache=self._cvxpy_cache, eps=eps)
         elif self.solver == "ccp":
             solution = solve_nash_ccp(K, start=self._weights)
         else:
             solution = solve_alpha_fair(
-                K, self.alpha, start=self._scaled, tol=self.tol, max_iter=self.max_iter
+                K, self.alpha, start=self._scaled, tol=self.tol, max_iter=self.max_iter, eps=eps
             )
         if solution.status == "solved":
             self._scaled = solution.scaled
         return solution
 
-    def _weigh(self, K: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    def _weigh(self, K: np.ndarray, eps: float = EPS) -> tuple[np.ndarray, dict[str, Any]]:
         self._check_k(len(K))
         if self._reuses():
             self._step += 1
-            return self._weights, {**self._info, "status": "reused"}
-        solution = self.solve(K)
+            return self._weights, {**self._info, "status": "reused", "solver_status": "reused"}
+        solution = self.solve(K, eps)
         self._step += 1
         self._weights = solution.weights
         self._info = {
             "residual": solution.residual,
             "iterations": solution.iterations,
             "status": solution.status,
+            "solver_status": solver_status(solution.status),
         }
         return solution.weights, dict(self._info)

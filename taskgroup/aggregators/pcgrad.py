@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from taskgroup.aggregators.base import GramianAggregator
+from taskgroup.aggregators.base import EPS, GramianAggregator
 
 REDUCTIONS = ("sum", "mean")
 
@@ -78,7 +78,7 @@ class PCGrad(GramianAggregator):
         """The next ``[k, k]`` visiting orders (row i: a random permutation of ``0..k-1``)."""
         return np.argsort(self._rng.random((k, k)), axis=1)
 
-    def _weigh(self, K: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    def _weigh(self, K: np.ndarray, eps: float = EPS) -> tuple[np.ndarray, dict[str, Any]]:
         C = pcgrad_coefficients(K, self.orders(len(K)))
         w = C.sum(axis=0)
         if self.reduction == "mean":

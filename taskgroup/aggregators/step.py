@@ -25,13 +25,20 @@ Compiled models and mixed precision (docs/aggregators.md):
   scaled losses and unscaled before the aggregator sees them; a step whose losses or gradients
   are not finite is skipped as ``GradScaler`` skips it (no optimizer step, the scale backs
   off), and the aggregator or loss weighting keeps the state it had before the step.
+
+NaN and inf without a scaler. In full precision (or bf16) a NaN/inf loss or gradient is not an
+overflow that a smaller scale fixes: training has diverged. The step then raises
+:class:`~taskgroup.affinity.lookahead.NonFiniteError` (a ``ValueError``) naming the tasks,
+before the optimizer steps and with ``.grad`` cleared, so no NaN reaches the parameters; a
+gradient aggregator has not seen the step (its state is unchanged), a loss weighting has weighed
+it. With a scaler the same step is skipped (``StepResult.skipped``), as ``GradScaler`` does.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +46,12 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from taskgroup.affinity.lookahead import check_finite, stack_task_losses, task_loss_list
+from taskgroup.affinity.lookahead import (
+    NonFiniteError,
+    check_finite,
+    stack_task_losses,
+    task_loss_list,
+)
 from taskgroup.affinity.optimizer_step import SUPPORTED
 from taskgroup.aggregators.backward import (
     accumulate_grads,
@@ -330,14 +342,17 @@ class MTLStep:
                 result = self._scaled_update(per_task, losses, context)
             else:
                 result = self._update(per_task, losses, features, context)
+            del per_task, features, context
+            losses = losses.detach()  # frees the step's graph before the after-step forward
             # a caller's autocast region caches the low-precision copies of the parameters,
             # which the step has just moved
             torch.clear_autocast_cache()
             aggregator = self.aggregator
             if getattr(aggregator, "wants_losses_after", False) and not result.skipped:
                 after = self._losses_after(inputs, targets, rng_state, precision)
-                aggregator.observe(average(after) if self.distributed else after)
-        reported = average(losses.detach()) if self.distributed else losses.detach()
+                with self._named(names):
+                    aggregator.observe(average(after) if self.distributed else after)
+        reported = average(losses) if self.distributed else losses
         return StepResult(reported, result.weights, result.info, result.skipped)
 
     def _context(self, inputs, targets, losses: torch.Tensor, rng_state: torch.Tensor):
@@ -357,22 +372,37 @@ class MTLStep:
             rng_state=rng_state,
         )
 
+    @contextmanager
+    def _named(self, names: list[str]) -> Iterator[None]:
+        """Turn a :class:`NonFiniteError` that names tasks by row into one naming them by name,
+        with ``.grad`` cleared (nothing of the failed step stays for a later optimizer step)."""
+        try:
+            yield
+        except NonFiniteError as e:
+            self.optimizer.zero_grad(set_to_none=True)
+            tasks = [names[t] if isinstance(t, int) and 0 <= t < len(names) else t for t in e.tasks]
+            raise NonFiniteError(e.what, tasks, step=e.step) from None
+
     def _update(self, per_task, losses, features, context) -> StepResult:
-        """Fill ``.grad`` with the aggregator (or loss weighting), then step the optimizer."""
+        """Fill ``.grad`` with the aggregator (or loss weighting), then step the optimizer; a
+        NaN/inf gradient raises :class:`NonFiniteError` naming the tasks, and no step is made."""
         aggregator = self.aggregator
-        if isinstance(aggregator, LossWeighting):
-            result = aggregator.backward(losses, self.shared_params, distributed=self.distributed)
-        else:
-            result = aggregator.backward(
-                per_task,
-                self.shared_params,
-                task_params=self.task_params,
-                features=features,
-                batched=self.batched,
-                chunk_size=self.chunk_size,
-                context=context,
-                distributed=self.distributed,
-            )
+        with self._named(list(self.losses)):
+            if isinstance(aggregator, LossWeighting):
+                result = aggregator.backward(
+                    per_task, self.shared_params, distributed=self.distributed
+                )
+            else:
+                result = aggregator.backward(
+                    per_task,
+                    self.shared_params,
+                    task_params=self.task_params,
+                    features=features,
+                    batched=self.batched,
+                    chunk_size=self.chunk_size,
+                    context=context,
+                    distributed=self.distributed,
+                )
         self.optimizer.step()
         return StepResult(losses, result.weights, result.info)
 

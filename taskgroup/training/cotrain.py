@@ -14,9 +14,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from taskgroup import distributed
-from taskgroup.affinity.lookahead import LossFns, check_finite, stack_task_losses
+from taskgroup.affinity.lookahead import (
+    LossFns,
+    NonFiniteError,
+    check_finite,
+    nonfinite_gradient_tasks,
+    task_loss_list,
+)
 from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.affinity.tracker import AffinityTracker
+from taskgroup.aggregators.backward import all_finite
 from taskgroup.data import get as get_benchmark
 from taskgroup.data.benchmark import (
     Batch,
@@ -63,15 +70,34 @@ def cotrain(
             if tracker is not None:
                 tracker.step(inputs, targets)
             optimizer.zero_grad(set_to_none=True)
-            task_losses = stack_task_losses(model(inputs), targets, losses)
-            check_finite(task_losses.detach(), names, f"the training loss at step {step}")
-            task_losses.sum().backward()
+            per_task = task_loss_list(model(inputs), targets, losses)
+            task_losses = torch.stack(per_task)
+            try:
+                check_finite(task_losses.detach(), names, "the training loss")
+            except NonFiniteError as e:
+                raise e.at_step(step) from None
+            task_losses.sum().backward(retain_graph=True)  # kept to name a NaN gradient's task
+            _check_gradients(model, per_task, names, step)
+            values = task_losses.detach()
+            del task_losses, per_task  # frees the graph
             optimizer.step()
             if on_step is not None:
-                on_step(step, task_losses.detach())
+                on_step(step, values)
             bar.update()
     finally:
         bar.close()
+
+
+def _check_gradients(
+    model: nn.Module, task_losses: list[torch.Tensor], names: list[str], step: int
+) -> None:
+    """Raise :class:`NonFiniteError` naming the tasks (and ``step``) when a gradient the
+    optimizer is about to apply is NaN/inf, so the model stays at its last finite state."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    if all_finite(p.grad for p in params):
+        return
+    bad = [names[i] for i in nonfinite_gradient_tasks(task_losses, params)]
+    raise NonFiniteError("the gradient of the training loss", bad, step=step)
 
 
 def measure_affinity(

@@ -31,7 +31,9 @@ import torch
 from tqdm.auto import tqdm
 
 from taskgroup import distributed
+from taskgroup.affinity.lookahead import NonFiniteError
 from taskgroup.aggregators import get as get_aggregator
+from taskgroup.aggregators.backward import all_finite
 from taskgroup.aggregators.step import MTLStep
 from taskgroup.data.benchmark import Benchmark, make_optimizer, resolve_device, to_device
 from taskgroup.rundir import CHECKPOINT, RESULT, WEIGHTS
@@ -61,6 +63,9 @@ class GroupResult:
         val, test: ``{task: {"loss": ..., metric: ...}}`` at the best step.
         parameters: the network's parameter count; seconds: training wall time.
         history: one record per evaluation: ``{"step", "criterion", "val_loss": {task: ...}}``.
+        diverged: ``None``, or where training stopped because a loss, gradient or parameter
+            turned NaN/inf: ``{"step", "tasks", "message"}`` (step n = the n-th training step, or
+            the evaluation after it); the result is then the best evaluation before it.
     """
 
     tasks: tuple[str, ...]
@@ -73,6 +78,7 @@ class GroupResult:
     parameters: int
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    diverged: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"tasks": list(self.tasks)}
@@ -137,8 +143,14 @@ def train_group(
     over the ranks before aggregation, so every rank takes the one-process step of the global
     batch.
 
-    Raises ``ValueError`` when ``directory`` holds a checkpoint of other settings, or a loss
-    turns NaN/inf (naming the task; the last checkpoint is kept).
+    Divergence: when a loss or gradient turns NaN/inf in a training step, or the validation
+    loss or a parameter is NaN/inf at an evaluation, the network stops there with a warning
+    naming the tasks and the step (logger ``taskgroup.training.trainer``); no NaN reaches the
+    parameters, the last good checkpoint and best weights are kept, and the result (the best
+    evaluation before it) records it in ``GroupResult.diverged``; a finished result.json is
+    written, so a rerun does not train it again.
+
+    Raises ``ValueError`` when ``directory`` holds a checkpoint of other settings.
     """
     tasks = tuple(tasks)
     bench = benchmark.select(list(tasks))
@@ -318,18 +330,45 @@ def _train_steps(
     )
     while state["step"] < stop and not _patience_spent(state, settings):
         inputs, targets = to_device(next(batches), network.device)
-        result = network.step(inputs, targets)
+        try:
+            result = network.step(inputs, targets)  # raises before a NaN reaches a parameter
+        except NonFiniteError as e:
+            state["seconds"] = time.perf_counter() - started
+            _diverge(state, network, log, e.at_step(state["step"] + 1))
+            return
         state["step"] += 1
         step = state["step"]
         bar.update()
         if step % settings.log_every == 0:
             _log_losses(log, step, network.tasks, result)
         if step % settings.eval_every == 0 or step == settings.steps:
-            _evaluate_step(state, network, log)
+            try:
+                _evaluate_step(state, network, log)
+            except NonFiniteError as e:  # checked before anything of this evaluation is kept
+                state["seconds"] = time.perf_counter() - started
+                _diverge(state, network, log, e.at_step(step))
+                return
             state["seconds"] = time.perf_counter() - started
             network.save_checkpoint(state)
         if on_step is not None:
             on_step(step)
+
+
+def _diverge(state: dict[str, Any], network: _Network, log: EventLog, error: NonFiniteError):
+    """Stop the network where ``error`` (naming the tasks and the step) says it diverged: its
+    result is the best evaluation so far; no checkpoint or weights are written after it."""
+    name = "+".join(network.tasks)
+    best = state["best"]["step"]
+    state["diverged"] = {"step": error.step, "tasks": list(error.tasks), "message": str(error)}
+    log.event(error.step, "diverged", state["diverged"])
+    logger.warning(
+        "network %s diverged: %s; stopped there, its result is the best evaluation before it "
+        "(step %d)%s",
+        name,
+        error,
+        best,
+        "" if network.directory is None else ", the last good checkpoint is kept",
+    )
 
 
 def _log_losses(log: EventLog, step: int, tasks: tuple[str, ...], result) -> None:
@@ -340,7 +379,8 @@ def _log_losses(log: EventLog, step: int, tasks: tuple[str, ...], result) -> Non
 
 
 def _finished(state: dict[str, Any], settings: TrainSettings) -> bool:
-    return state["step"] >= settings.steps or _patience_spent(state, settings)
+    diverged = state.get("diverged") is not None
+    return diverged or state["step"] >= settings.steps or _patience_spent(state, settings)
 
 
 def _result(network: _Network, settings: TrainSettings, state: dict[str, Any]) -> GroupResult:
@@ -356,6 +396,7 @@ def _result(network: _Network, settings: TrainSettings, state: dict[str, Any]) -
         parameters=network.parameters,
         seconds=round(state["seconds"], 3),
         history=state["history"],
+        diverged=state.get("diverged"),
     )
 
 
@@ -410,9 +451,28 @@ def _patience_spent(state: dict[str, Any], settings: TrainSettings) -> bool:
     return settings.patience is not None and state["since_best"] >= settings.patience
 
 
+def _check_evaluation(network: _Network, val: Mapping[str, Mapping[str, float]]) -> None:
+    """Raise :class:`NonFiniteError` when a validation loss or a parameter is NaN/inf (an
+    optimizer step can overflow from finite gradients), before the evaluation is kept."""
+    bad = [t for t, values in val.items() if not math.isfinite(values[LOSS])]
+    if bad:
+        raise NonFiniteError("the validation loss", bad)
+    named = dict(network.model.named_parameters())
+    if not all_finite(p.detach() for p in named.values()):
+        broken = [n for n, p in named.items() if not bool(torch.isfinite(p).all())]
+        owner = {
+            n: next((t for t in network.tasks if n.startswith(f"heads.{t}.")), None) for n in broken
+        }
+        shared = None in owner.values()  # a shared parameter: every task reads it
+        tasks = list(network.tasks) if shared else sorted(set(owner.values()))
+        more = ", ..." if len(broken) > 3 else ""
+        raise NonFiniteError("a parameter", tasks, detail=f" ({', '.join(broken[:3])}{more})")
+
+
 def _evaluate_step(state: dict[str, Any], network: _Network, log: EventLog) -> None:
     model, bench = network.model, network.bench
     val = evaluate(model, bench.val, bench.tasks)
+    _check_evaluation(network, val)
     criterion = _criterion(val, state["initial"])
     step = state["step"]
     state["history"].append(

@@ -127,8 +127,11 @@ def test_nan_loss_names_the_task_and_keeps_the_checkpoint(bench, tmp_path):
     )
     bad = replace(bench, train=poisoned_train)
     settings = TrainSettings.for_benchmark(bad, steps=20, eval_every=5, batch_size=32)
-    with pytest.raises(ValueError, match="g0_t1"):
-        train_group(bad, bad.tasks.names, settings, directory=tmp_path)
+    result = train_group(bad, bad.tasks.names, settings, directory=tmp_path)
+    # diverged at the first step: recorded, nothing after the initialisation kept
+    assert result.diverged["step"] == 1 and result.diverged["tasks"] == ["g0_t1"]
+    assert result.steps == 0 and result.best_step == 0
+    assert not (tmp_path / CHECKPOINT).exists() and (tmp_path / RESULT).exists()
 
 
 def test_checkpoint_is_weights_only_and_corruption_is_named(bench, tmp_path):
