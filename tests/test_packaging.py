@@ -22,7 +22,7 @@ from taskgroup.data import data_fingerprint
 from tests.factories import factory_recipe, write_package
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = {"celeba", "multidigits", "nyuv2", "planted", "qm9"}
+RECIPES = {"celeba", "multidigits", "multimnist", "nyuv2", "planted", "qm9"}
 
 
 def sh(*args, cwd: Path, env: dict | None = None, timeout: float = 300) -> str:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
-from taskgroup.data import celeba, multidigits, nyuv2, planted, qm9
+from taskgroup.data import celeba, multidigits, multimnist, nyuv2, planted, qm9
 from taskgroup.data.benchmark import Benchmark
 
 ENTRY_POINT_GROUP = "taskgroup.benchmarks"
@@ -39,6 +39,7 @@ BUILT_IN: dict[str, Callable[..., Benchmark]] = {
     "qm9": qm9.load,
     "celeba": celeba.load,
     "nyuv2": nyuv2.load,
+    "multimnist": multimnist.load,
 }
 
 
