@@ -6,7 +6,7 @@ import contextlib
 import errno
 import io
 import sys
-import time
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,6 +54,13 @@ NprocOption = Annotated[int, typer.Option(help="processes (torch.distributed, DD
 WorkersOption = Annotated[int | None, typer.Option(help=TrainSettings.help("workers"))]
 SeedsOption = Annotated[int | None, typer.Option(help=TrainSettings.help("seeds"))]
 ProgressOption = Annotated[bool, typer.Option(help="show progress bars")]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        help="recompute the stage even when the run directory holds it finished with the same "
+        "inputs (else it is reused and nothing is written)"
+    ),
+]
 
 
 def _print_version(value: bool) -> None:
@@ -141,10 +148,13 @@ def affinity(
     device: DeviceOption = None,
     nproc: NprocOption = 1,
     progress: ProgressOption = True,
+    force: ForceOption = False,
 ) -> None:
     """Co-train all tasks once and measure their affinity (the recipe's signal).
 
     Writes affinity.json, manifest.json, affinity_heatmap.png and affinity_over_training.png.
+    A run directory that holds this affinity, measured with the same benchmark, seed and
+    settings, is reused unless --force is given.
     An option left out takes the recipe's value; the default shown is what a recipe without
     that key gets.
     """
@@ -161,12 +171,13 @@ def affinity(
     run_dir = out or _default_out(spec)
     if _launched(ctx, nproc, run_dir):
         return
-    started = time.perf_counter()
-    result = affinity_stage(spec, run_dir, progress=progress, device=device)
+    result = affinity_stage(
+        spec, run_dir, progress=progress, device=device, force=force, on_reuse=typer.echo
+    )
     typer.echo(tables.affinity_table(result))
     typer.echo(
         f"\n{len(result.trace_steps)} measurements over {result.metadata['steps_trained']}"
-        f" steps in {time.perf_counter() - started:.1f} s → {run_dir}/affinity.json"
+        f" steps in {result.metadata['seconds']:.1f} s → {run_dir}/affinity.json"
     )
 
 
@@ -208,12 +219,14 @@ def group(
             "pricing; minutes at 40 tasks) [default: no certificate]"
         ),
     ] = None,
+    force: ForceOption = False,
 ) -> None:
     """Choose the groups of tasks to train together from an affinity matrix (TAG's selection),
     or with --method hoa from single-task and pair trainings (Standley et al.).
 
     Writes groups.json, groups_graph.png (and score_vs_budget.png with --sweep) and records the
-    stage in manifest.json.
+    stage in manifest.json. Groups selected from the same input with the same options are
+    reused unless --force is given.
     """
     from taskgroup.pipeline import group_stage
     from taskgroup.rundir import AFFINITY, GROUPS_GRAPH, SCORE_VS_BUDGET
@@ -252,6 +265,8 @@ def group(
         on_certificate_round=lambda r, bound, best: typer.echo(
             f"certificate round {r}: bound {bound:.6g} (best {best:.6g})", err=True
         ),
+        force=force,
+        on_reuse=(reused := _Reused()),
     )
     _print_grouping(chosen, curve)
     if "cost" in chosen.info:
@@ -262,7 +277,8 @@ def group(
         )
     plots = GROUPS_GRAPH + (f", {SCORE_VS_BUDGET}" if settings.sweep else "")
     typer.echo(f"\n→ {run_dir}/groups.json, {plots}")
-    _refresh_report(run_dir)
+    if not reused:
+        _refresh_report(run_dir)
 
 
 def _print_grouping(chosen, curve) -> None:
@@ -380,11 +396,20 @@ def train(
     device: DeviceOption = None,
     nproc: NprocOption = 1,
     progress: ProgressOption = True,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="make results.json again even when it holds these groups trained with the "
+            "same settings (finished networks are still not retrained: remove "
+            "RUN_DIR/train/<network>/ to retrain one)"
+        ),
+    ] = False,
 ) -> None:
     """Train one network per group, and the single-task and all-together baselines.
 
     Writes results.json (per-task metrics, Δm, cost), results.png, checkpoints under train/,
-    log.jsonl and tensorboard/. Run it again to resume: finished networks are not retrained.
+    log.jsonl and tensorboard/. Run it again to resume: finished networks are not retrained,
+    and results of the same groups and settings are reused unless --force is given.
     An option left out takes the recipe's value; the default shown is what a recipe without
     that key gets.
     """
@@ -411,12 +436,35 @@ def train(
             f"{groups_path}: no such file; run `taskgroup group {run_dir} --budget B` first "
             f"or pass --groups"
         )
-    results = train_stage(run_dir, spec, read_groups(groups_path), progress=progress, device=device)
+    results = train_stage(
+        run_dir,
+        spec,
+        read_groups(groups_path),
+        progress=progress,
+        device=device,
+        force=force,
+        on_reuse=(reused := _Reused()),
+    )
     typer.echo(results.table())
     typer.echo(f"\n→ {run_dir}/results.json")
-    _refresh_report(run_dir)
+    if not reused:
+        _refresh_report(run_dir)
     _exit_if_diverged(results)
-    _exit_if_diverged(results)
+
+
+class _Reused:
+    """``on_reuse`` of a stage: prints the line that says the stage is reused, and is true
+    afterwards (then the command writes nothing more)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+        typer.echo(line)
+
+    def __bool__(self) -> bool:
+        return bool(self.lines)
 
 
 def _refresh_report(run_dir: Path) -> None:
@@ -443,12 +491,19 @@ def run(
     device: DeviceOption = None,
     nproc: NprocOption = 1,
     progress: ProgressOption = True,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="measure, select and gather the results again even where the run directory "
+            "holds them finished with the same inputs (finished networks are not retrained)"
+        ),
+    ] = False,
 ) -> None:
     """The whole pipeline: affinity → group → train → report, in one run directory.
 
-    Run it again on the same --out to resume: a finished affinity run is reused and finished
-    networks are not retrained. An option left out takes the recipe's value; the default shown
-    is what a recipe without that key gets.
+    Run it again on the same --out to resume: a stage finished with the same inputs is reused
+    (unless --force is given) and finished networks are not retrained. An option left out
+    takes the recipe's value; the default shown is what a recipe without that key gets.
     """
     from taskgroup import pipeline
 
@@ -468,6 +523,8 @@ def run(
             progress=progress,
             device=device,
             on_stage=_stage_printer(run_dir, stages),
+            force=force,
+            on_reuse=typer.echo,
         )
     finally:
         stages.close()
@@ -502,59 +559,24 @@ def _exit_if_diverged(results) -> None:
             err=True,
         )
         raise typer.Exit(DIVERGED)
-    from taskgroup.rundir import RESULTS
-    from taskgroup.training.groups import GroupResults
-
-    _exit_if_diverged(GroupResults.load(run_dir / RESULTS))
 
 
-DIVERGED = 3  # exit code: the run finished and wrote everything, but a network diverged
-
-
-def _exit_if_diverged(results) -> None:
-    """Name every network of ``results`` that stopped on a NaN/inf on stderr, then exit with
-    code 3 (its result is the best evaluation before it; every other network finished)."""
-    seen, lines = set(), []
-    for r in getattr(results, "per_seed", [results]):
-        together = [] if r.together is None else [r.together]
-        for network in [*r.groups, *(r.single or {}).values(), *together]:
-            diverged = network.diverged
-            if diverged is None or (network.tasks, diverged["message"]) in seen:
-                continue
-            seen.add((network.tasks, diverged["message"]))
-            name = f"{'+'.join(network.tasks)} ({network.aggregator})"
-            lines.append(f"  {name}: {diverged['message']}")
-    if lines:
-        typer.echo(
-            f"taskgroup: {len(lines)} network(s) diverged and stopped early (results.json "
-            f"records each under 'diverged'; their results are the best evaluation before it):\n"
-            + "\n".join(lines),
-            err=True,
-        )
-        raise typer.Exit(DIVERGED)
-
-
-NEXT_STAGE = {"affinity": "group", "affinity reused": "group", "group": "train", "train": "report"}
+NEXT_STAGE = {"affinity": "group", "group": "train", "train": "report"}
 
 
 def _stage_printer(run_dir: Path, stages):
     """What ``taskgroup run`` prints as each stage ends (and the stage bar's progress)."""
     from taskgroup.report import tables
-    from taskgroup.rundir import AFFINITY
 
     def on_stage(stage: str, result: Any) -> None:
-        if stage == "affinity reused":
-            typer.echo(f"affinity: reusing {run_dir / AFFINITY}")
-        if stage.startswith("affinity"):
+        if stage == "affinity":
             typer.echo(tables.affinity_table(result) + "\n")
         elif stage == "group":
             _print_grouping(*result)
         elif stage == "train":
             typer.echo("\n" + result.table())
         stages.update()
-        stages.set_description(
-            {"affinity": "group", "group": "train"}.get(stage.split()[0], "report")
-        )
+        stages.set_description(NEXT_STAGE.get(stage, "report"))
 
     stages.set_description("affinity")
     return on_stage
@@ -628,7 +650,10 @@ def main(argv: list[str] | None = None) -> int:
     args = global_options_first(list(sys.argv[1:] if argv is None else argv))
     quiet = distributed.init_from_env() and not distributed.is_writer()
     try:
-        with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+        with (
+            contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext(),
+            _one_line_warnings(quiet),
+        ):
             app(args=args, prog_name="taskgroup", obj=args)  # obj: what --nproc relaunches
     except SystemExit as e:  # click's standalone mode ends every run with SystemExit
         code = e.code if isinstance(e.code, int) else int(e.code is not None)
@@ -646,6 +671,34 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"taskgroup: error: {e}", err=True)
         return 2
     return 0
+
+
+@contextlib.contextmanager
+def _one_line_warnings(quiet: bool):
+    """While a command runs, each warning is one line on stderr, ``taskgroup: warning: ...``
+    (none on the ranks of a distributed run that do not print)."""
+
+    def show(message, *args, **kwargs) -> None:
+        if not quiet:
+            typer.echo(f"taskgroup: warning: {_warning_text(message)}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+def _warning_text(message: Warning | str) -> str:
+    """A warning in the command line's words: the library's ``every``/``steps`` become the
+    options and recipe keys that set them."""
+    from taskgroup.training.cotrain import FewMeasurementsWarning
+
+    if isinstance(message, FewMeasurementsWarning):
+        return (
+            f"--every {message.every} with --steps {message.steps} measures the affinity once "
+            "(at step 0 only), so it is one step's noise; lower --every or raise --steps "
+            "([affinity] every and steps in a recipe)"
+        )
+    return str(message).replace("\n", " ")
 
 
 INTERRUPTED = 130

@@ -34,6 +34,7 @@ from taskgroup.rundir import (
     RESULTS,
     RESULTS_PLOT,
     SCORE_VS_BUDGET,
+    TENSORBOARD,
     check_identity,
     claim_run_dir,
     read_manifest,
@@ -41,12 +42,48 @@ from taskgroup.rundir import (
     stage_record,
 )
 from taskgroup.settings import GroupSettings, SettingError
-from taskgroup.storage import write_atomic, write_json
+from taskgroup.storage import fingerprint, read_json, write_atomic, write_json
 from taskgroup.training.cotrain import measure_affinity
 from taskgroup.training.events import EventLog
-from taskgroup.training.groups import GroupResults, train_groups
+from taskgroup.training.groups import GroupResults, groups_fingerprint, train_groups
 
 OnStage = Callable[[str, Any], None]
+OnReuse = Callable[[str], None]  # hears the one line that says a finished stage is reused
+AFFINITY_RUN = "cotrain"  # the affinity stage's run in the event log and TensorBoard
+PAIRS_FINGERPRINT = "pairs_fingerprint"  # what the group stage records of a pair table
+
+
+def reuse_line(stage: str, path: Path, force: str = "recomputes it") -> str:
+    """What a command prints when it reuses a finished stage instead of recomputing it."""
+    return f"{stage}: reusing {path}, finished with the same inputs; --force {force}"
+
+
+def _reuse(stage: str, path: Path, on_reuse: OnReuse | None, force: str = "recomputes it"):
+    if on_reuse is not None:
+        on_reuse(reuse_line(stage, path, force))
+
+
+def _finished_record(run_dir: Path, stage: str) -> dict[str, Any] | None:
+    """What ``stage`` recorded in the manifest, when every output it lists is still there."""
+    done = stage_record(run_dir, stage)
+    if done is None or not all((run_dir / name).exists() for name in done.get("outputs", [])):
+        return None
+    return done
+
+
+def _same_recipe(done: dict[str, Any], recipe: Recipe, keys: tuple[str, ...]) -> bool:
+    """Whether the recipe ``done`` records agrees with ``recipe`` on ``keys`` (the ``train``
+    settings compared without ``workers``, which changes how networks are scheduled only)."""
+    recorded = done.get("recipe")
+    if not isinstance(recorded, dict):
+        return False
+    mine = recipe.to_dict()
+
+    def part(record: dict[str, Any], key: str) -> Any:
+        value = record.get(key)
+        return {k: v for k, v in value.items() if k != "workers"} if key == "train" else value
+
+    return all(part(recorded, k) == part(mine, k) for k in keys)
 
 
 def affinity_stage(
@@ -56,30 +93,25 @@ def affinity_stage(
     bench: Benchmark | None = None,
     progress: bool = False,
     device: str | None = None,
+    force: bool = False,
+    on_reuse: OnReuse | None = None,
 ) -> AffinityMatrix:
     """Co-train the recipe's tasks with ``recipe.affinity`` and write ``affinity.json``, its
-    plots and the event log. ``bench``: the recipe's benchmark when already loaded."""
+    plots and the event log. ``bench``: the recipe's benchmark when already loaded.
+
+    When ``run_dir`` holds this run's affinity, finished with the same benchmark, tasks, seed
+    and ``[affinity]`` settings (:func:`affinity_finished`), it is returned as it is and nothing
+    is written (``on_reuse`` hears :func:`reuse_line`), unless ``force``. A measurement replaces
+    the TensorBoard event file of an earlier one in ``run_dir``, so TensorBoard shows one run."""
     bench = bench or recipe.load_benchmark()
-    claim_run_dir(run_dir, recipe.identity(bench))
+    identity = recipe.identity(bench)
+    if not force and check_identity(run_dir, identity) and affinity_finished(run_dir, recipe):
+        _reuse("affinity", run_dir / AFFINITY, on_reuse)
+        return AffinityMatrix.load(run_dir / AFFINITY)
+    claim_run_dir(run_dir, identity)
     started = time.perf_counter()
-    with EventLog(run_dir, "affinity", "cotrain") as log:
-
-        def on_step(step: int, losses) -> None:
-            if (step + 1) % 10 == 0:
-                log.scalars(
-                    step + 1, "loss", dict(zip(bench.tasks.names, losses.tolist(), strict=True))
-                )
-
-        result = measure_affinity(
-            bench,
-            recipe.affinity,
-            seed=recipe.seed,
-            progress=progress,
-            on_step=on_step,
-            device=device,
-        )
-        for step, matrix in zip(result.trace_steps, result.trace, strict=True):
-            log.scalars(int(step), "affinity", _off_diagonal(result.tasks, matrix))
+    earlier = sorted((run_dir / TENSORBOARD / "affinity" / AFFINITY_RUN).glob("events.out.*"))
+    result = _measure(recipe, run_dir, bench, progress, device)
     seconds = time.perf_counter() - started
     figures = {
         AFFINITY_HEATMAP: plots.affinity_heatmap(result),
@@ -99,6 +131,33 @@ def affinity_stage(
             "outputs": [AFFINITY, *figures],
         },
     )
+    for path in earlier:  # the new measurement is complete: its event file replaces these
+        path.unlink(missing_ok=True)
+    return result
+
+
+def _measure(
+    recipe: Recipe, run_dir: Path, bench: Benchmark, progress: bool, device: str | None
+) -> AffinityMatrix:
+    """The co-training run of ``recipe.affinity``, its losses and affinities in the event log."""
+    with EventLog(run_dir, "affinity", AFFINITY_RUN) as log:
+
+        def on_step(step: int, losses) -> None:
+            if (step + 1) % 10 == 0:
+                log.scalars(
+                    step + 1, "loss", dict(zip(bench.tasks.names, losses.tolist(), strict=True))
+                )
+
+        result = measure_affinity(
+            bench,
+            recipe.affinity,
+            seed=recipe.seed,
+            progress=progress,
+            on_step=on_step,
+            device=device,
+        )
+        for step, matrix in zip(result.trace_steps, result.trace, strict=True):
+            log.scalars(int(step), "affinity", _off_diagonal(result.tasks, matrix))
     return result
 
 
@@ -114,14 +173,8 @@ def _off_diagonal(tasks: list[str], matrix) -> dict[str, float]:
 def affinity_finished(run_dir: Path, recipe: Recipe) -> bool:
     """Whether ``run_dir`` holds an affinity measured with ``recipe``'s benchmark, tasks, seed
     and ``[affinity]`` settings, with all its outputs."""
-    done = stage_record(run_dir, "affinity")
-    if done is None or not isinstance(done.get("recipe"), dict):
-        return False
-    keys = ("seed", "benchmark", "affinity")
-    mine = recipe.to_dict()
-    return all(done["recipe"].get(k) == mine[k] for k in keys) and all(
-        (run_dir / name).exists() for name in done.get("outputs", [])
-    )
+    done = _finished_record(run_dir, "affinity")
+    return done is not None and _same_recipe(done, recipe, ("seed", "benchmark", "affinity"))
 
 
 def group_stage(
@@ -132,13 +185,20 @@ def group_stage(
     pairs: Path | None = None,
     certify: float | None = None,
     on_certificate_round: Callable[[int, float, float], None] | None = None,
+    force: bool = False,
+    on_reuse: OnReuse | None = None,
 ) -> tuple[Grouping, list[Grouping]]:
     """Select groups with ``settings`` from ``affinity_path``, or with ``method="hoa"`` from
     the pair table ``pairs`` (``pairs.json`` of :func:`~taskgroup.pair_results`; its HOA score
     matrix is what the graph shows); write ``groups.json`` (with the sweep of budgets 1..n when
     ``settings.sweep``) and its plots. ``certify``: then spend up to that many seconds on the
     chosen grouping's semidefinite certificate (:func:`taskgroup.grouping.certify`; its rounds
-    reported to ``on_certificate_round``). Returns the chosen grouping and the sweep."""
+    reported to ``on_certificate_round``). Returns the chosen grouping and the sweep.
+
+    When ``run_dir`` holds groups selected from the same input (the same affinity or pair
+    table, by fingerprint) with the same settings and certificate, they are returned as they
+    are (without the sweep) and nothing is written (``on_reuse`` hears :func:`reuse_line`),
+    unless ``force``."""
     source, affinity = _selection_source(affinity_path, settings, pairs)
     settings.check_budget(len(affinity.tasks))
     if run_dir.exists() and not run_dir.is_dir():
@@ -149,23 +209,30 @@ def group_stage(
             f"not a pair table; got {certify!r}{' with --pairs' if pairs is not None else ''}"
         )
     read_manifest(run_dir)  # a corrupt manifest fails here, before anything is written
+    inputs = (
+        {"affinity": str(affinity_path), AFFINITY_FINGERPRINT: affinity_fingerprint(affinity_path)}
+        if pairs is None
+        else {"pairs": str(pairs), PAIRS_FINGERPRINT: fingerprint(read_json(pairs))}
+    )
+    # the input by its content, not its path: a moved run directory is still the same run
+    made = {k: v for k, v in inputs.items() if k not in ("affinity", "pairs")}
+    expected = {**made, **settings.to_dict(), "certify": certify}
+    done = None if force else _finished_record(run_dir, "group")
+    if done is not None and all(done.get(k) == v for k, v in expected.items()):
+        _reuse("group", run_dir / GROUPS, on_reuse)
+        return Grouping.load(run_dir / GROUPS), []
     started = time.perf_counter()
     chosen, curve = _select(source, settings)
     if certify is not None:
         chosen = certify_grouping(source, chosen, time_limit=certify, on_round=on_certificate_round)
     seconds = time.perf_counter() - started
-    inputs = (
-        {"affinity": str(affinity_path), AFFINITY_FINGERPRINT: affinity_fingerprint(affinity_path)}
-        if pairs is None
-        else {"pairs": str(pairs)}
-    )
     outputs = _write_grouping(run_dir, affinity, chosen, curve, inputs, settings)
     record_stage(
         run_dir,
         "group",
         {
             **inputs,
-            **settings.to_dict(),
+            **expected,
             "method_used": chosen.method,
             "score": chosen.score,
             "bound": chosen.bound,
@@ -261,12 +328,24 @@ def train_stage(
     bench: Benchmark | None = None,
     progress: bool = False,
     device: str | None = None,
+    force: bool = False,
+    on_reuse: OnReuse | None = None,
 ) -> GroupResults:
     """Train every group and the baselines with ``recipe.train``; write ``results.json``.
-    Finished trainings in ``run_dir`` are not repeated."""
+    Finished trainings in ``run_dir`` are not repeated.
+
+    When ``run_dir`` holds results of these groups with the same benchmark, seed and
+    ``[train]`` settings (``workers`` aside), they are returned as they are and nothing is
+    written (``on_reuse`` hears :func:`reuse_line`), unless ``force``: then ``results.json``
+    and its plot are made again from the networks (a finished network is still not retrained:
+    remove its folder under ``train/`` to retrain it)."""
     bench = bench or recipe.load_benchmark()
     groups = check_groups(groups, bench.tasks.names)
-    claim_run_dir(run_dir, recipe.identity(bench))
+    identity = recipe.identity(bench)
+    if not force and check_identity(run_dir, identity) and train_finished(run_dir, recipe, groups):
+        _reuse("train", run_dir / RESULTS, on_reuse, "makes it again from the networks")
+        return GroupResults.load(run_dir / RESULTS)
+    claim_run_dir(run_dir, identity)
     started = time.perf_counter()
     results = train_groups(
         bench, groups, settings=recipe.train, out=run_dir, progress=progress, device=device
@@ -289,6 +368,21 @@ def train_stage(
         },
     )
     return results
+
+
+def train_finished(run_dir: Path, recipe: Recipe, groups: Sequence[Sequence[str]]) -> bool:
+    """Whether ``run_dir`` holds the results of ``groups`` trained with ``recipe``'s
+    benchmark, tasks, seed and ``[train]`` settings (``workers`` aside), with all its outputs."""
+    done = _finished_record(run_dir, "train")
+    if done is None or done.get("groups") != [list(g) for g in groups]:
+        return False
+    if not _same_recipe(done, recipe, ("seed", "benchmark", "train")):
+        return False
+    try:  # the results these networks gave, not a file written for other groups since
+        results = GroupResults.load(run_dir / RESULTS)
+    except ValueError:
+        return False
+    return results.grouping_fingerprint == groups_fingerprint(groups)
 
 
 def report_stage(run_dir: Path) -> Path:
@@ -329,25 +423,26 @@ def run(
     progress: bool = False,
     device: str | None = None,
     on_stage: OnStage | None = None,
+    force: bool = False,
+    on_reuse: OnReuse | None = None,
 ) -> Path:
-    """The whole pipeline in ``run_dir``: affinity (reused when the directory holds one made with
-    the same settings), groups, training (finished networks are not retrained), report.
+    """The whole pipeline in ``run_dir``: affinity, groups, training, report. A stage that
+    ``run_dir`` holds finished with the same inputs is reused (``on_reuse`` hears which;
+    ``force``: every stage is made again), and finished networks are never retrained.
     ``on_stage(name, result)`` hears of each stage as it ends (``"affinity"``: the matrix,
-    ``"affinity reused"``: the matrix, ``"group"``: ``(grouping, sweep)``, ``"train"``: the
-    results, ``"report"``: the page's path). Returns the path of ``report.html``."""
+    ``"group"``: ``(grouping, sweep)``, ``"train"``: the results, ``"report"``: the page's
+    path). Returns the path of ``report.html``."""
     bench = check_run(recipe, run_dir, device)
     tell = on_stage or (lambda stage, result: None)
-    if affinity_finished(run_dir, recipe):
-        tell("affinity reused", AffinityMatrix.load(run_dir / AFFINITY))
-    else:
-        tell(
-            "affinity",
-            affinity_stage(recipe, run_dir, bench=bench, progress=progress, device=device),
-        )
-    chosen, curve = group_stage(run_dir / AFFINITY, run_dir, recipe.group)
+    common = {"force": force, "on_reuse": on_reuse}
+    tell(
+        "affinity",
+        affinity_stage(recipe, run_dir, bench=bench, progress=progress, device=device, **common),
+    )
+    chosen, curve = group_stage(run_dir / AFFINITY, run_dir, recipe.group, **common)
     tell("group", (chosen, curve))
     results = train_stage(
-        run_dir, recipe, chosen.groups, bench=bench, progress=progress, device=device
+        run_dir, recipe, chosen.groups, bench=bench, progress=progress, device=device, **common
     )
     tell("train", results)
     page = report_stage(run_dir)

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -205,17 +206,27 @@ def measure_affinity(
     return matrix
 
 
+class FewMeasurementsWarning(UserWarning):
+    """``every`` leaves one measurement in ``steps`` (at step 0): the matrix is one step's
+    noise. ``steps`` and ``every`` are the resolved values (the command line names its
+    options from them)."""
+
+    def __init__(self, steps: int, every: int):
+        super().__init__(
+            f"every={every} with steps={steps} measures the affinity once (at step 0 only); "
+            "lower every or raise steps to average several measurements"
+        )
+        self.steps, self.every = steps, every
+
+
 def _warn_few_measurements(settings: AffinitySettings) -> None:
-    """WARNING when ``every`` leaves fewer than two measurements in ``steps``: the matrix is
-    then one step's noise (measurements are taken at steps 0, every, 2·every, ...)."""
+    """A :class:`FewMeasurementsWarning` (and a WARNING log record) when ``every`` leaves fewer
+    than two measurements in ``steps`` (they are taken at steps 0, every, 2·every, ...)."""
     measurements = math.ceil(settings.steps / settings.every)
     if measurements < 2:
-        logger.warning(
-            "every=%d with steps=%d measures the affinity once (at step 0 only); "
-            "lower every or raise steps to average several measurements",
-            settings.every,
-            settings.steps,
-        )
+        warning = FewMeasurementsWarning(settings.steps, settings.every)
+        logger.warning("%s", warning)
+        warnings.warn(warning, stacklevel=3)  # at the caller of measure_affinity
 
 
 @dataclasses.dataclass
