@@ -21,14 +21,14 @@ from taskgroup.affinity import AffinityMatrix, AffinityTracker, lookahead_affini
 from taskgroup.aggregators import MTLStep
 from taskgroup.data import Benchmark
 from taskgroup.gradients import task_gradients
-from taskgroup.grouping import Grouping, select_groups
+from taskgroup.grouping import Grouping, select_groups, select_networks
 from taskgroup.models import MultiTaskModel, shared_parameter_names
 from taskgroup.settings import AffinitySettings, GroupSettings, TrainSettings
 from taskgroup.tasks import Task, TaskSet
 from taskgroup.training.cotrain import measure_affinity
 from taskgroup.training.groups import GroupResults, train_groups
 from taskgroup.training.metrics import delta_m, evaluate
-from taskgroup.training.pair_trainings import pair_results
+from taskgroup.training.pair_trainings import pair_networks, pair_results
 from taskgroup.training.trainer import GroupResult, train_group
 from taskgroup.training.verified import verified_selection
 
@@ -56,8 +56,10 @@ __all__ = [
     "grouping",
     "lookahead_affinity",
     "measure_affinity",
+    "pair_networks",
     "pair_results",
     "select_groups",
+    "select_networks",
     "shared_parameter_names",
     "task_gradients",
     "train_group",
