@@ -16,6 +16,7 @@ dropout masks are identical in the base and the lookahead forwards.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ Lookahead = Literal["sgd", "optimizer", "first_order", "cosine"]
 VECTORIZE = ("auto", "loop", "vmap")
 Vectorize = Literal["auto", "loop", "vmap"]
 LossFns = Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
+# per-task gradient blocks up to this size are formed whole (see gradient_chunk_rows)
+AUTO_GRADIENT_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -300,32 +303,44 @@ def _task_names(losses: LossFns, targets: Mapping[str, torch.Tensor]) -> list[st
     return names
 
 
-def _base_losses_and_gradients(
+def gradient_chunk_rows(
+    n: int, numel: int, itemsize: int, memory_budget: int | None, *, blocks: int = 1
+) -> int:
+    """How many per-task gradient rows of ``numel`` elements of ``itemsize`` bytes to hold at
+    once when ``blocks`` such blocks are held together: all ``n`` when they fit in
+    ``memory_budget`` bytes, else as many as fit (at least one).
+
+    ``memory_budget=None`` (automatic): ``max(AUTO_GRADIENT_BYTES, 4 × one row)``, about what a
+    plain training step with Adam holds besides its activations (parameters, gradients and two
+    moments), so that a problem whose ``[n, P]`` matrix is at most 64 MiB keeps the one-block
+    path and a larger one stays within about twice a training step."""
+    if memory_budget is not None and (isinstance(memory_budget, bool) or memory_budget <= 0):
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+    row = max(1, numel * itemsize)
+    if memory_budget is None:
+        memory_budget = max(AUTO_GRADIENT_BYTES, 4 * row)
+    return int(max(1, min(n, memory_budget // (blocks * row))))
+
+
+def _forward_losses(
     model: nn.Module,
     inputs,
     targets: Mapping[str, torch.Tensor],
     losses: LossFns,
-    shared_params: Sequence[torch.Tensor],
     buffers: Mapping[str, torch.Tensor],
     *,
     tied: bool,
     across_ranks: bool,
-    batched_grads: bool,
-    chunk_size: int | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One functional forward: the per-task gradients ``[n, P]`` of the shared parameters and
-    the detached base losses ``[n]``, both averaged over the ranks when ``across_ranks``.
-    ``ValueError`` naming the tasks whose loss is not finite or exactly 0."""
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """One functional forward: the task losses on their graph and the detached base losses
+    ``[n]`` (averaged over the ranks when ``across_ranks``). ``ValueError`` naming the tasks
+    whose loss is not finite or exactly 0."""
     names = list(losses)
     outputs = functional_call(model, buffers, (inputs,), tie_weights=tied)
     task_losses = task_loss_list(outputs, targets, losses)
     base = torch.stack([loss.detach() for loss in task_losses])
     check_finite(base, names, "the loss")
-    grads = task_gradients(task_losses, shared_params, batched=batched_grads, chunk_size=chunk_size)
-    del outputs, task_losses
-    check_finite(grads.T, names, "the gradient of the loss")  # a NaN row would poison the row
     if across_ranks:
-        grads = average(grads)
         base = average(base)
     if bool((base == 0).any()):
         zero = [names[j] for j in range(len(names)) if float(base[j]) == 0.0]
@@ -333,15 +348,84 @@ def _base_losses_and_gradients(
             f"the loss of task(s) {', '.join(zero)} is exactly 0 on this batch, so the "
             f"relative change that defines affinity is undefined"
         )
-    return grads, base
+    return task_losses, base
+
+
+def _gradient_rows(
+    task_losses: Sequence[torch.Tensor],
+    params: Sequence[torch.Tensor],
+    rows: range,
+    *,
+    names: Sequence[str],
+    across_ranks: bool,
+    batched_grads: bool,
+    chunk_size: int | None,
+) -> torch.Tensor:
+    """``[len(rows), P]``: the gradients of the shared parameters of the tasks ``rows`` (the
+    graph is kept), checked finite, averaged over the ranks when ``across_ranks``. All rows at
+    once go through :func:`~taskgroup.gradients.task_gradients`; a chunk is written row by row
+    into one buffer (no second copy of the chunk)."""
+    chosen = [task_losses[i] for i in rows]
+    if batched_grads or len(chosen) == len(task_losses):
+        grads = task_gradients(chosen, params, batched=batched_grads, chunk_size=chunk_size)
+    else:
+        dtype = functools.reduce(torch.promote_types, (p.dtype for p in params))
+        numel = sum(p.numel() for p in params)
+        grads = torch.empty(len(chosen), numel, dtype=dtype, device=params[0].device)
+        for r, loss in enumerate(chosen):
+            pieces = torch.autograd.grad(
+                loss, params, retain_graph=True, allow_unused=True, materialize_grads=True
+            )
+            torch.cat([g.reshape(-1) for g in pieces], out=grads[r])
+            del pieces
+    # a NaN row would poison the row
+    check_finite(grads.T, [names[i] for i in rows], "the gradient of the loss")
+    return average(grads) if across_ranks else grads
+
+
+def _chunks(n: int, rows: int) -> list[range]:
+    return [range(start, min(start + rows, n)) for start in range(0, n, rows)]
+
+
+def _product64(a: torch.Tensor, b: torch.Tensor, columns: int = 2**20) -> torch.Tensor:
+    """``a bᵀ`` in float64, accumulated over slices of ``columns`` columns (no float64 copy of
+    a whole block)."""
+    out = torch.zeros(len(a), len(b), dtype=torch.float64, device=a.device)
+    for start in range(0, a.shape[1], columns):
+        piece = a[:, start : start + columns].double()
+        out += piece @ b[:, start : start + columns].double().T
+    return out
+
+
+def chunked_gramian(
+    gradient_rows: Callable[[range], torch.Tensor], n: int, rows: int
+) -> torch.Tensor:
+    """``G Gᵀ`` ``[n, n]`` (float64) without ``G`` ``[n, P]`` whole: ``gradient_rows(chunk)``
+    gives the rows of ``G`` for a ``range`` of tasks; chunk A (``rows`` tasks) is multiplied
+    with itself and with every later chunk B, recomputed, so two chunks are held at once. For
+    k = ⌈n / rows⌉ chunks it computes n (k + 1) / 2 gradient rows instead of n: the time it
+    trades for memory."""
+    chunks = _chunks(n, rows)
+    gram = None
+    for a, first_rows in enumerate(chunks):
+        first = gradient_rows(first_rows)
+        if gram is None:
+            gram = torch.zeros(n, n, dtype=torch.float64, device=first.device)
+        for second_rows in chunks[a:]:
+            second = first if second_rows == first_rows else gradient_rows(second_rows)
+            block = _product64(first, second)
+            gram[first_rows.start : first_rows.stop, second_rows.start : second_rows.stop] = block
+            gram[second_rows.start : second_rows.stop, first_rows.start : first_rows.stop] = block.T
+            del second
+        del first
+    return gram
 
 
 def _gradient_affinity(
-    grads: torch.Tensor, base64: torch.Tensor, lr: float, lookahead: Lookahead
+    gram: torch.Tensor, base64: torch.Tensor, lr: float, lookahead: Lookahead
 ) -> torch.Tensor:
-    """The signals read off the Gramian of ``grads`` ``[n, P]``, without lookahead forwards:
-    ``"first_order"`` ``lr g_i·g_j / L_j``, ``"cosine"`` ``g_i·g_j / (|g_i| |g_j|)``."""
-    gram = grads.double() @ grads.double().T
+    """The signals read off the Gramian ``G Gᵀ`` ``[n, n]`` (float64), without lookahead
+    forwards: ``"first_order"`` ``lr g_i·g_j / L_j``, ``"cosine"`` ``g_i·g_j / (|g_i| |g_j|)``."""
     if lookahead == "cosine":  # a zero gradient has cosine 0 with every task
         norms = gram.diagonal().sqrt()
         norms = torch.where(norms > 0, norms, torch.inf)
@@ -364,6 +448,34 @@ def _moved_shared(
     return stepped_parameters(optimizer, shared_params, grads, overwrite=True)
 
 
+def _gramian(gradient_rows: Callable[[range], torch.Tensor], n: int, rows: int) -> torch.Tensor:
+    """``G Gᵀ`` (float64) from ``gradient_rows``: whole when ``rows`` ≥ ``n``, else
+    :func:`chunked_gramian`."""
+    if rows < n:
+        return chunked_gramian(gradient_rows, n, rows)
+    grads = gradient_rows(range(n))
+    return grads.double() @ grads.double().T
+
+
+def _losses_after_step(
+    model: nn.Module,
+    batch: tuple,
+    shared_names: Sequence[str],
+    shared_params: Sequence[torch.Tensor],
+    grads: torch.Tensor,
+    *,
+    lookahead: Lookahead,
+    lr: float,
+    optimizer: torch.optim.Optimizer | None,
+    **options,
+) -> torch.Tensor:
+    """``[m, n]``: every task's loss after the step of each of the ``m`` gradient rows
+    ``grads`` (overwritten); ``batch`` = (inputs, targets, losses); ``options`` go to
+    :func:`lookahead_losses`."""
+    moved = _moved_shared(lookahead, grads, lr, shared_params, optimizer)
+    return lookahead_losses(model, *batch, shared_names, moved, **options)
+
+
 def measure_lookahead(
     model: nn.Module,
     inputs,
@@ -378,6 +490,7 @@ def measure_lookahead(
     vectorize: Vectorize = "auto",
     batched_grads: bool = False,
     chunk_size: int | None = None,
+    memory_budget: int | None = None,
 ) -> LookaheadMeasurement:
     """:func:`lookahead_affinity` with the base losses and step size it used."""
     lookahead = resolve_lookahead(lookahead, optimizer)
@@ -389,37 +502,36 @@ def measure_lookahead(
     buffers = {n: b.clone() for n, b in model.named_buffers()}
     tied = has_tied_tensors(model)
     across_ranks = _distributed(distributed)
+    gramian = lookahead in ("first_order", "cosine")
+    numel, itemsize = sum(p.numel() for p in shared_params), shared_params[0].element_size()
+    rows = gradient_chunk_rows(len(names), numel, itemsize, memory_budget, blocks=1 + gramian)
+    options = {"names": names, "across_ranks": across_ranks, "batched_grads": batched_grads}
+    step = {"lookahead": lookahead, "lr": lr, "optimizer": optimizer, "vectorize": vectorize}
+    step |= {"buffers": buffers, "chunk_size": chunk_size, "tie_weights": tied}
 
     with repeatable_randomness(shared_params[0].device) as reset:
         reset()
-        grads, base = _base_losses_and_gradients(
-            model,
-            inputs,
-            targets,
-            losses,
-            shared_params,
-            buffers,
-            tied=tied,
-            across_ranks=across_ranks,
-            batched_grads=batched_grads,
-            chunk_size=chunk_size,
+        task_losses, base = _forward_losses(
+            model, inputs, targets, losses, buffers, tied=tied, across_ranks=across_ranks
         )
+        gradient_rows = functools.partial(
+            _gradient_rows, task_losses, shared_params, chunk_size=chunk_size, **options
+        )
+        del task_losses  # the partial holds the graph now; dropping it frees the graph
         base64 = base.double()
-        if lookahead in ("first_order", "cosine"):
-            return LookaheadMeasurement(_gradient_affinity(grads, base64, lr, lookahead), base, lr)
-        after = lookahead_losses(
-            model,
-            inputs,
-            targets,
-            losses,
-            shared_names,
-            _moved_shared(lookahead, grads, lr, shared_params, optimizer),
-            buffers=buffers,
-            reset=reset,
-            vectorize=vectorize,
-            chunk_size=chunk_size,
-            tie_weights=tied,
+        if gramian:
+            gram = _gramian(gradient_rows, len(names), rows)
+            return LookaheadMeasurement(_gradient_affinity(gram, base64, lr, lookahead), base, lr)
+        batch = (inputs, targets, losses)
+        losses_after = functools.partial(
+            _losses_after_step, model, batch, shared_names, shared_params, reset=reset, **step
         )
+        if rows < len(names):  # the graph stays until the last chunk's gradients
+            after = torch.cat([losses_after(gradient_rows(c)) for c in _chunks(len(names), rows)])
+        else:
+            grads = gradient_rows(range(len(names)))
+            del gradient_rows  # frees the graph before the lookahead forwards
+            after = losses_after(grads)
     if across_ranks:
         after = average(after)
     check_finite(after, names, "a lookahead loss (the step is too large?)")
@@ -440,6 +552,7 @@ def lookahead_affinity(
     vectorize: Vectorize = "auto",
     batched_grads: bool = False,
     chunk_size: int | None = None,
+    memory_budget: int | None = None,
 ) -> torch.Tensor:
     """Lookahead inter-task affinity ``Z`` ``[n, n]`` on one batch (float64).
 
@@ -468,6 +581,13 @@ def lookahead_affinity(
             statistics cannot be updated under vmap).
         batched_grads: per-task gradients in one vmapped backward instead of n retained ones.
         chunk_size: bound on the rows of a batched backward or a vmapped forward.
+        memory_budget: bytes the per-task gradients of θ_s may take at once (``None``:
+            automatic, see :func:`gradient_chunk_rows`). When the ``[n, P]`` matrix does not
+            fit, the lookaheads stream over chunks of tasks (same work; the forward graph is
+            kept until the last chunk) and the Gramian signals multiply chunk pairs
+            (:func:`chunked_gramian`: more backward passes, same result to float64
+            rounding). The n lookahead forwards and the graph of one forward are not bounded
+            by it.
 
     Parameters, buffers, optimizer state and the caller's RNG stream are left unchanged.
     """
@@ -484,4 +604,5 @@ def lookahead_affinity(
         vectorize=vectorize,
         batched_grads=batched_grads,
         chunk_size=chunk_size,
+        memory_budget=memory_budget,
     ).affinity

@@ -450,6 +450,73 @@ def size_relaxation(values: np.ndarray, pi: np.ndarray, *, partition: bool) -> n
     return upper
 
 
+def _size_relaxation_subgradient(
+    best_mean: np.ndarray,
+    pi: np.ndarray,
+    budget: int,
+    partition: bool,
+    singleton_score: float | None,
+) -> tuple[float, np.ndarray]:
+    """``(F(π), a subgradient of F at π)`` for F(π) = Σ π + B · max(0, max_k upper_k(π),
+    max_j singleton_score − π_j), the bound of :func:`size_relaxation` at any π."""
+    n = len(pi)
+    terms = best_mean - pi  # row q: groups of q + 2 tasks
+    if not partition:
+        terms = np.maximum(terms, 0.0)
+    order = np.argsort(-terms, axis=1)
+    ordered = np.cumsum(np.take_along_axis(terms, order, axis=1), axis=1)
+    upper = ordered[np.arange(n - 1), np.arange(1, n)]
+    q = int(np.argmax(upper))
+    lam, chosen = float(upper[q]), order[q, : q + 2]
+    if not partition:
+        chosen = chosen[terms[q, chosen] > 0]
+    if singleton_score is not None and float(np.max(singleton_score - pi)) > lam:
+        lam, chosen = float(np.max(singleton_score - pi)), np.array([int(np.argmin(pi))])
+    step = np.ones(n)
+    if lam > 0:
+        step[chosen] -= budget
+    return float(pi.sum() + budget * max(lam, 0.0)), step
+
+
+def subgradient_prices(
+    values: np.ndarray,
+    budget: int,
+    pi: np.ndarray,
+    *,
+    partition: bool,
+    singleton_score: float | None,
+    target: float,
+    deadline: float,
+    iterations: int = 2000,
+) -> tuple[float, np.ndarray]:
+    """``(bound, π)``: the size relaxation's bound (:func:`size_relaxation`) minimised over the
+    prices by Polyak's subgradient method from ``pi``, with ``target`` (a grouping's score, a
+    lower estimate of the minimum) as the step's aim; at most ``iterations`` steps or until
+    ``time.perf_counter()`` passes ``deadline``. The best π met and its bound; any π gives a
+    valid bound, so the LP of :func:`size_bound_prices` (minutes beyond 100 tasks) is not
+    needed for a valid one, only for the tightest. O(n² log n) a step."""
+    n = len(values)
+    if n == 1:
+        return float(singleton_score), np.array([float(singleton_score)])
+    off = values.astype(np.float64, copy=True)
+    np.fill_diagonal(off, -np.inf)
+    best_mean = np.cumsum(-np.sort(-off, axis=0)[: n - 1], axis=0) / np.arange(1, n)[:, None]
+    pi = np.asarray(pi, dtype=np.float64).copy()
+    best, best_pi = math.inf, pi
+    for _ in range(iterations):
+        value, step = _size_relaxation_subgradient(
+            best_mean, pi, budget, partition, singleton_score
+        )
+        if value < best:
+            best, best_pi = value, pi.copy()
+        norm = float(step @ step)
+        if norm == 0.0 or time.perf_counter() > deadline:
+            break
+        # half of Polyak's step to the target: the target is below the minimum, not at it
+        pi = pi - 0.5 * max(value - target, 1e-9 * max(1.0, abs(target))) / norm * step
+    return best, best_pi
+
+
 def lagrangian_bound(
     values: np.ndarray,
     pi: np.ndarray,

@@ -30,6 +30,7 @@ by the size bound or a time-limited pricing search, whichever is lower.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 
@@ -38,9 +39,11 @@ import numpy as np
 from taskgroup.grouping.bounds import (
     LPBound,
     cover_of,
+    lagrangian_bound,
     lp_bound_search,
     lp_bound_table,
     mask_members,
+    subgradient_prices,
 )
 from taskgroup.grouping.exact import served_set_values
 from taskgroup.grouping.objective import served_sets_values
@@ -120,23 +123,36 @@ _Move = tuple[str, int, int]
 
 
 def local_search(
-    sets: ServedSets, blocks: Sequence[int], budget: int, max_rounds: int = 10_000
+    sets: ServedSets,
+    blocks: Sequence[int],
+    budget: int,
+    max_rounds: int = 10_000,
+    *,
+    lazy_swaps: bool = False,
+    deadline: float | None = None,
 ) -> list[int]:
     """Best-improvement local search on the objective: move one task to another block (or to a
     new block while fewer than ``budget``), swap two tasks of different blocks, or merge two
-    blocks; until no move gains. Each round evaluates O(n² + n·B + B²) sets at once."""
+    blocks; until no move gains. Each round evaluates O(n² + n·B + B²) sets at once.
+
+    ``lazy_swaps``: look for swaps (the O(n²) part) only in rounds where no single move or merge
+    gains — O(n·B + B²) sets in most rounds, for large n. ``deadline``: stop at the first round
+    that starts after this ``time.perf_counter()`` value (the blocks are valid at every round)."""
     n = sets.n
     blocks = [b for b in blocks if b]
     for _ in range(max_rounds):
+        if deadline is not None and time.perf_counter() > deadline:
+            return blocks
         member = sets.member(blocks)
         current = sets.rows(member)
         labels = _labels(blocks, n)
         best_gain, best_move = sets.tol, None
-        for gain, move in (
-            _best_task_move(sets, member, current, labels, budget),
-            _best_swap(sets, member, current, labels),
-            _best_merge(sets, member, current),
-        ):
+        moved = _best_task_move(sets, member, current, labels, budget)
+        merged = _best_merge(sets, member, current)
+        swapped: tuple[float, _Move | None] = (-math.inf, None)
+        if not lazy_swaps or max(moved[0], merged[0]) <= sets.tol:
+            swapped = _best_swap(sets, member, current, labels)
+        for gain, move in (moved, swapped, merged):
             if gain > best_gain:
                 best_gain, best_move = gain, move
         if best_move is None:
@@ -293,6 +309,16 @@ def _partition_from_labels(labels: Sequence[int]) -> list[int]:
 def spectral(sets: ServedSets, budget: int, seed: int = 0) -> list[int]:
     """Spectral clustering of ``exp(S / std(S))`` into k = 1…min(B, n) clusters, each repaired
     and locally improved; the best."""
+    candidates = spectral_starts(sets, budget, seed)
+    results = [local_search(sets, repair(sets, c, budget), budget) for c in candidates]
+    return max(results, key=sets.total)
+
+
+def spectral_starts(
+    sets: ServedSets, budget: int, seed: int = 0, sizes: Iterable[int] | None = None
+) -> list[list[int]]:
+    """The partitions :func:`spectral` starts from: all tasks in one block, then spectral
+    clustering into k clusters for each k of ``sizes`` (default 2…min(B, n − 1))."""
     from sklearn.cluster import SpectralClustering
 
     n = sets.n
@@ -300,20 +326,29 @@ def spectral(sets: ServedSets, budget: int, seed: int = 0) -> list[int]:
     spread = float(sym[~np.eye(n, dtype=bool)].std()) if n > 1 else 0.0
     kernel = np.exp(sym / (spread if spread > 0 else 1.0))
     candidates = [[(1 << n) - 1]]
-    for k in range(2, min(budget, n - 1) + 1):
+    for k in range(2, min(budget, n - 1) + 1) if sizes is None else sizes:
         model = SpectralClustering(
             n_clusters=k, affinity="precomputed", random_state=seed, assign_labels="cluster_qr"
         )
         with warnings.catch_warnings():  # tiny n: scikit-learn falls back to a dense solver
             warnings.filterwarnings("ignore", message="k >= N", category=RuntimeWarning)
             candidates.append(_partition_from_labels(model.fit_predict(kernel)))
-    results = [local_search(sets, repair(sets, c, budget), budget) for c in candidates]
-    return max(results, key=sets.total)
+    return candidates
 
 
 def community(sets: ServedSets, budget: int) -> list[int]:
     """Greedy modularity communities of the positive part of S (at most B communities, at
     resolutions 0.5, 1 and 2), each repaired and locally improved; the best."""
+    candidates = community_starts(sets, budget)
+    results = [local_search(sets, repair(sets, c, budget), budget) for c in candidates]
+    return max(results, key=sets.total)
+
+
+def community_starts(
+    sets: ServedSets, budget: int, resolutions: Sequence[float] = (0.5, 1.0, 2.0)
+) -> list[list[int]]:
+    """The partitions :func:`community` starts from: all tasks in one block, then greedy
+    modularity communities at each of ``resolutions``."""
     import networkx as nx
 
     n = sets.n
@@ -325,7 +360,7 @@ def community(sets: ServedSets, budget: int) -> list[int]:
     )
     candidates = [[(1 << n) - 1]]
     if graph.number_of_edges():
-        for resolution in (0.5, 1.0, 2.0):
+        for resolution in resolutions:
             found = nx.community.greedy_modularity_communities(
                 graph, weight="weight", resolution=resolution, best_n=min(budget, n)
             )
@@ -333,8 +368,7 @@ def community(sets: ServedSets, budget: int) -> list[int]:
             for c, nodes in enumerate(found):
                 labels[list(nodes)] = c
             candidates.append(_partition_from_labels(labels))
-    results = [local_search(sets, repair(sets, c, budget), budget) for c in candidates]
-    return max(results, key=sets.total)
+    return candidates
 
 
 def restarts(sets: ServedSets, budget: int, starts: int = RESTARTS, seed: int = 0) -> list[int]:
@@ -379,17 +413,61 @@ def upper_bound(
     )
 
 
+def scalable_bound(
+    sets: ServedSets, budget: int, served: np.ndarray, *, deadline: float
+) -> tuple[float, dict]:
+    """An upper bound for any n within a deadline (a ``time.perf_counter()`` value), and what
+    made it: the size relaxation's bound minimised over the prices by subgradient steps
+    (:func:`~taskgroup.grouping.bounds.subgradient_prices`, from ``served`` [n], the values a
+    grouping gives each task; a quarter of the time), then the Lagrangian bound at the best
+    prices (:func:`~taskgroup.grouping.bounds.lagrangian_bound`: a pricing search for the rest
+    of the time; exact when it completes). Both are valid whatever the prices; the lower wins.
+    """
+    started = time.perf_counter()
+    options = {"partition": sets.partition, "singleton_score": sets.singleton_score}
+    by_size, pi = subgradient_prices(
+        sets.values,
+        budget,
+        served,
+        target=float(np.sum(served)),
+        deadline=started + max(0.0, deadline - started) / 4,
+        **options,
+    )
+    left = max(0.05, deadline - time.perf_counter())
+    at_prices, pricing = lagrangian_bound(
+        sets.values, pi, budget, node_limit=2**62, time_limit=left, **options
+    )
+    facts = {
+        "size_relaxation": by_size,
+        "lagrangian": at_prices,
+        "pricing_complete": pricing.complete,
+        "pricing_nodes": pricing.nodes,
+        "seconds": time.perf_counter() - started,
+    }
+    return min(by_size, at_prices), facts
+
+
 def perturbed_search(
-    sets: ServedSets, blocks: Sequence[int], budget: int, *, kicks: int, seed: int
+    sets: ServedSets,
+    blocks: Sequence[int],
+    budget: int,
+    *,
+    kicks: int,
+    seed: int,
+    deadline: float | None = None,
+    lazy_swaps: bool = False,
 ) -> list[int]:
     """Iterated local search: ``kicks`` times, move three random tasks to random blocks (or a
     new block while fewer than ``budget``), repair, :func:`local_search`, and keep the result
-    when it scores higher. Escapes the local optima of single moves and swaps."""
+    when it scores higher. Escapes the local optima of single moves and swaps. ``deadline``
+    (a ``time.perf_counter()`` value) ends it early; ``lazy_swaps`` as in :func:`local_search`."""
     rng = np.random.default_rng(seed)
     best = list(blocks)
     best_value = sets.total(best)
     n = sets.n
     for _ in range(kicks):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
         trial = list(best)
         for j in rng.choice(n, size=min(3, n), replace=False):
             trial = [b & ~(1 << int(j)) for b in trial]
@@ -399,7 +477,9 @@ def perturbed_search(
                 trial.append(1 << int(j))
             else:
                 trial[target] |= 1 << int(j)
-        trial = local_search(sets, repair(sets, trial, budget), budget)
+        trial = local_search(
+            sets, repair(sets, trial, budget), budget, lazy_swaps=lazy_swaps, deadline=deadline
+        )
         value = sets.total(trial)
         if value > best_value + sets.tol:
             best, best_value = trial, value

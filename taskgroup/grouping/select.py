@@ -14,18 +14,23 @@ greedy     the same with width 1                                  any      LP bo
 spectral   spectral clustering (scikit-learn) + local search      any      LP bound
 community  greedy modularity (networkx) + local search            any      LP bound
 restarts   100 random starts + local search, 30 kicks             any      LP bound
-auto       exact up to 22 tasks (60 s limit, then its bound);     any      as chosen
-           beyond, the best of beam, spectral, community,
-           restarts and price and branch (the set-partitioning
-           MILP over the LP bound's columns and the heuristics'
-           served sets)
+auto       exact up to 22 tasks (60 s limit, then its bound);     any      as chosen;
+           23–40, the best of beam, spectral, community,                   beyond 40:
+           restarts and price and branch (the set-partitioning             subgradient size
+           MILP over the LP bound's columns and the heuristics'            relaxation, then
+           served sets); beyond 40 tasks, within the time limit            Lagrangian pricing
+           (60 s): local search from spectral and community
+           starts, kicks, then the bound in the time left
 hoa        Standley's higher-order approximation from a           any      as auto
            ``PairTable`` (single and pair trainings), reduced
            exactly to this objective and solved by auto
 ========== ====================================================== ======== ====================
 
-The LP bound is exact up to 20 tasks (pricing over all 2^n served sets); beyond, it is made valid
-by a size relaxation and a time-limited pricing search, and can be loose (see docs/grouping.md).
+Beyond 40 tasks ``auto`` is a heuristic that keeps its time limit: its result says so
+(``info["auto"]``, ``info["cut_by_time_limit"]``: the stages the limit stopped) and reports the
+bound it proved and the gap (``Grouping.gap``). The LP bound is exact up to 20 tasks (pricing
+over all 2^n served sets); beyond, it is made valid by a size relaxation and a time-limited
+pricing search, and can be loose (see docs/grouping.md).
 """
 
 from __future__ import annotations
@@ -50,9 +55,14 @@ from taskgroup.grouping.heuristics import (
     ServedSets,
     beam,
     community,
+    community_starts,
     local_search,
+    perturbed_search,
+    repair,
     restarts,
+    scalable_bound,
     spectral,
+    spectral_starts,
     upper_bound,
 )
 from taskgroup.grouping.hoa import PairTable
@@ -64,6 +74,7 @@ from taskgroup.grouping.objective import (
     check_singleton_score,
     make_grouping,
     relative_gap,
+    serve,
     served_masks,
     served_set_value,
 )
@@ -72,6 +83,10 @@ METHODS = ("auto", "exact", "milp", "beam", "greedy", "spectral", "community", "
 AUTO_HEURISTICS = ("beam", "spectral", "community", "restarts")
 AUTO_EXACT_TASKS = 22
 AUTO_TIME_LIMIT = 60.0
+AUTO_SCALABLE_TASKS = 40
+# shares of auto's time limit beyond AUTO_SCALABLE_TASKS: local search from the starts ends at
+# 40% of it, the kicks at 50%, the bound at 95% (the rest is slack for the last search round)
+SCALABLE_SEARCH_END, SCALABLE_KICKS_END, SCALABLE_BOUND_END = 0.4, 0.5, 0.95
 MILP_TIME_LIMIT = 60.0
 BOUND_TIME_LIMIT = 3.0
 PRICE_AND_BRANCH_SECONDS = 3.0
@@ -155,6 +170,8 @@ def _solve(
     started = time.perf_counter()
     info: dict = {}
     if method == "auto":
+        if problem.n > AUTO_SCALABLE_TASKS:
+            return _auto_scalable(problem, budget, time_limit, warm, started)
         if problem.n > AUTO_EXACT_TASKS:
             info["auto"] = f"best of {', '.join(AUTO_HEURISTICS)}, price-and-branch"
             return _heuristic(
@@ -294,6 +311,96 @@ def _heuristic(
     )
 
 
+def _auto_scalable(
+    problem: _Problem,
+    budget: int,
+    time_limit: float | None,
+    warm: Sequence[int] | None,
+    started: float,
+) -> Grouping:
+    """``auto`` beyond ``AUTO_SCALABLE_TASKS`` tasks, within ``time_limit`` (default
+    ``AUTO_TIME_LIMIT``): local search (swaps only when no move gains) from the spectral and
+    community starts and ``warm``, best start first, then kicks of iterated local search, then
+    :func:`~taskgroup.grouping.heuristics.scalable_bound` in the time left. A heuristic result:
+    ``optimal`` only when the bound meets it; ``info`` says which stages the deadline cut."""
+    limit = AUTO_TIME_LIMIT if time_limit is None else float(time_limit)
+    sets = problem.sets
+    found, cut = _polished_starts(problem, budget, warm, started + SCALABLE_SEARCH_END * limit)
+    scores = {name: sets.total(blocks) for name, blocks in found.items()}
+    winner = max(scores, key=lambda name: scores[name])
+    kicked = perturbed_search(
+        sets,
+        found[winner],
+        budget,
+        kicks=30,
+        seed=problem.seed,
+        deadline=started + SCALABLE_KICKS_END * limit,
+        lazy_swaps=True,
+    )
+    if time.perf_counter() > started + SCALABLE_KICKS_END * limit:
+        cut.append("kicks")
+    groups = problem.groups(kicked)
+    served, _ = serve(problem.values, groups, problem.singleton_score)
+    value = float(served.sum())
+    bound, facts = scalable_bound(
+        sets, budget, served, deadline=started + SCALABLE_BOUND_END * limit
+    )
+    if not facts["pricing_complete"]:
+        cut.append("pricing")
+    info = {
+        "auto": f"heuristics beyond {AUTO_SCALABLE_TASKS} tasks: local search from spectral "
+        "and community starts, kicks; bound: size relaxation (subgradient prices), then "
+        "Lagrangian pricing",
+        "time_limit": limit,
+        "scores": scores,
+        "kicks_gain": value - scores[winner],
+        "bound_from": facts,
+        "cut_by_time_limit": cut,
+    }
+    return make_grouping(
+        problem.values,
+        problem.tasks,
+        groups,
+        budget=budget,
+        partition=problem.partition,
+        singleton_score=problem.singleton_score,
+        method=winner,
+        bound=max(bound, value),
+        optimal=problem.is_optimal(value, bound),
+        seconds=time.perf_counter() - started,
+        info=info,
+    )
+
+
+def _polished_starts(
+    problem: _Problem, budget: int, warm: Sequence[int] | None, deadline: float
+) -> tuple[dict[str, list[int]], list[str]]:
+    """``({start kind: its best polished partition}, stages cut by the deadline)``: the spectral
+    and community starts and ``warm``, repaired, each improved by lazy-swap local search in
+    order of their value (the deadline cuts the worst), duplicates once."""
+    sets = problem.sets
+    starts = [("spectral", c) for c in spectral_starts(sets, budget, seed=problem.seed)]
+    cut = []
+    if time.perf_counter() < deadline:
+        starts += [("community", c) for c in community_starts(sets, budget)]
+    else:
+        cut.append("community starts")
+    if warm is not None:
+        starts.append(("warm start", list(warm)))
+    unique = {tuple(sorted(repair(sets, c, budget))): name for name, c in reversed(starts)}
+    ranked = sorted(unique, key=lambda blocks: -sets.total(blocks))
+    found: dict[str, list[int]] = {}
+    for k, blocks in enumerate(ranked):
+        if k and time.perf_counter() > deadline:
+            cut.append(f"local search ({len(ranked) - k} of {len(ranked)} starts)")
+            break
+        polished = local_search(sets, list(blocks), budget, lazy_swaps=True, deadline=deadline)
+        name = unique[blocks]
+        if name not in found or sets.total(polished) > sets.total(found[name]):
+            found[name] = polished
+    return found, cut
+
+
 def _price_and_branch(
     problem: _Problem, budget: int, bound: LPBound, groupings: Iterable[list[int]]
 ) -> list[int]:
@@ -385,9 +492,9 @@ def select_groups(
         partition: only disjoint groups.
         singleton_score: ``None`` (TAG: a task alone serves nothing) or the value of a task
             trained alone (``0.0``: no transfer).
-        time_limit: seconds for ``exact``/``milp`` (defaults: none / 60 s; ``auto``: 60 s) or
-            for a heuristic's bound (default 3 s). When it stops a solver the result carries
-            ``optimal=False`` and a valid ``bound``.
+        time_limit: seconds for ``exact``/``milp`` (defaults: none / 60 s; ``auto``: 60 s, the
+            whole search and bound beyond 40 tasks) or for a heuristic's bound (default 3 s).
+            When it stops a solver the result carries ``optimal=False`` and a valid ``bound``.
         seed: seed of spectral clustering.
 
     Returns:
