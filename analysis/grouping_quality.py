@@ -117,16 +117,19 @@ def load_subsets(
     return results
 
 
-def ground_truth(
-    results: list[GroupResult], tasks: list[str], directions: dict, budget: int, only
-) -> tuple[list[tuple[int, ...]], np.ndarray]:
-    """Every grouping of at most ``budget`` subsets that covers all tasks (as indices into
-    ``results``) and its Δm against the single-task subsets (lower is better)."""
+def task_terms(
+    results: list[GroupResult], tasks: list[str], directions: dict, only
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per subset training (rows, ``results`` order) and task (columns): the validation loss
+    (inf where the subset lacks the task) and the task's Δm term on the test split against the
+    single-task subsets (its metrics' relative changes summed, signed so that lower is better),
+    and the factor 100 / (metrics counted) that turns a sum of terms into Δm points. ``only``:
+    the metrics to count (``None``: every metric but the loss)."""
     n = len(tasks)
     index = {r.tasks: s for s, r in enumerate(results)}
     single = {t: results[index[(t,)]].test[t] for t in tasks}
     val = np.full((len(results), n), np.inf)
-    change = np.zeros((len(results), n))  # each task's Δm term (already averaged over metrics)
+    change = np.zeros((len(results), n))
     for s, r in enumerate(results):
         for j, t in enumerate(tasks):
             if t not in r.tasks:
@@ -141,16 +144,29 @@ def ground_truth(
     weight = 100.0 / sum(
         len([m for m in single[t] if (m != LOSS if only is None else m in only)]) for t in tasks
     )
+    return val, change, weight
+
+
+def ground_truth(
+    results: list[GroupResult], tasks: list[str], directions: dict, budget: int, only
+) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """Every grouping of at most ``budget`` subsets that covers all tasks (as indices into
+    ``results``, in ``itertools.combinations`` order by size) and its Δm against the single-task
+    subsets (lower is better): each task served by the grouping's subset with the lowest
+    validation loss on it (the first such subset on a tie). O(C(2^n − 1, budget) · budget · n),
+    vectorised per size."""
+    val, change, weight = task_terms(results, tasks, directions, only)
+    columns = np.arange(len(tasks))
     groupings, scores = [], []
     for size in range(1, budget + 1):
-        for combo in itertools.combinations(range(len(results)), size):
-            rows = val[list(combo)]
-            if not np.isfinite(rows).any(axis=0).all():
-                continue  # misses a task
-            serve = np.asarray(combo)[rows.argmin(axis=0)]
-            groupings.append(combo)
-            scores.append(weight * change[serve, np.arange(n)].sum())
-    return groupings, np.asarray(scores)
+        combos = np.array(list(itertools.combinations(range(len(results)), size)), dtype=np.intp)
+        rows = val[combos.reshape(-1, size)]  # [groupings, size, tasks]
+        covered = np.isfinite(rows).any(axis=1).all(axis=1)  # misses no task
+        combos, rows = combos.reshape(-1, size)[covered], rows[covered]
+        serve = np.take_along_axis(combos, rows.argmin(axis=1), axis=1)  # [groupings, tasks]
+        groupings += [tuple(int(s) for s in combo) for combo in combos]
+        scores.append(weight * change[serve, columns].sum(axis=1))
+    return groupings, np.concatenate(scores)
 
 
 def score(out: Path, recipe: str, seeds: list[int]) -> dict:

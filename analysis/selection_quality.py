@@ -22,45 +22,72 @@ regret = Δm − best Δm, in points, lower is better. Costs are fractions of ex
 training seconds (and steps). Prints a markdown table and a summary (mean and worst regret per
 method and budget), writes ``OUT/selection_quality.json``.
 
-``--phase heldout`` is issue 9's trustworthy protocol. One training per subset is noisy (the
-ground truth and exhaustive search's pick share the same trainings), so every subset is trained
-with three initialisations (``grouping_quality.py --inits 1 2``: ``OUT/seed<S>/init<k>``, training
-seed S + 1000 k). On each data seed whose initialisations 0, 1, 2 are all complete, a grouping's
-Δm is computed per initialisation as above and averaged; each method selects from what
-initialisation 0 (and its co-training runs) shows and is scored by the mean over initialisations
-1 and 2, which it never saw: regret = its held-out Δm − the best held-out Δm, rank among all
-groupings. Methods: TAG with every signal found (``affinity_<signal>.json``, as measured and
-``relative()`` where defined), hoa, verified (where ``--phase verify`` wrote its pick), exhaustive
-(validation pick) and ``exhaustive:test`` (exhaustive search's own pick, the best grouping by the
-one-training ground truth of initialisation 0). Rows also carry the regret against the mean of
-all three initialisations and against initialisation 0 alone, for comparison. Writes
-``OUT/selection_quality_heldout.json`` and the cost–regret plot
-``OUT/selection_quality_heldout.png`` (Δm on test loss). Seeds not yet complete are listed,
-not scored.
+``--phase heldout`` is the trustworthy protocol (issue 9, generalised to K initialisations
+for issue 16). One training per subset is noisy (the ground truth and exhaustive search's pick
+share the same trainings), so every subset is trained with K ≥ 2 initialisations
+(``grouping_quality.py --inits 1 2 ...``: ``OUT/seed<S>/init<k>``, training seed S + 1000 k).
+On each data seed, a grouping's Δm is computed per initialisation as above; each method selects
+from what initialisation 0 (and its co-training runs) shows and is scored by the mean over
+initialisations 1..K−1, which it never saw: regret = its held-out Δm − the best held-out Δm,
+rank (and top % = rank / groupings) among all groupings. A data seed is scored with every
+complete initialisation (``--inits K``: exactly its first K; seeds with fewer are listed, not
+scored), so seeds may differ in K while trainings are still running; the report names K per
+seed. Per method and budget the summary gives the mean regret over seeds with a 95% bootstrap
+interval (two-stage: data seeds resampled, then within each drawn seed its held-out
+initialisations; ``bootstrap_regrets``), the paired difference to the noise floor
+(``exhaustive``: exhaustive search's validation pick from initialisation 0, scored on the
+others) with its interval, the mean top % and the cost.
+
+Methods: TAG with every co-training run found (``affinity_<run>.json`` in ``--affinity-out``):
+the Adam lookahead ``optimizer``, ``first_order``, ``cosine``, and ``optimizer_scaled`` (Adam's
+lookahead in a run on losses divided by their value at initialisation, ``measure_scaled``), each
+as measured and ``relative()`` (``/source``); ``partition`` (disjoint groups) and
+``singleton=0`` (a task may be trained alone) variants of the Adam lookahead and the cosine;
+ensembles of signals (``ens:``, the mean of the matrices each divided by its mean |off-diagonal|
+entry) and of ``SHORT_RUNS`` short runs with different seeds (``runs:``, each a third of the
+schedule, beside one short run alone); hoa, verified (where ``--phase verify`` wrote its pick),
+exhaustive (validation pick) and ``exhaustive:test`` (the best grouping by initialisation 0's
+test Δm). Rows also carry the regret against the mean of all K initialisations and against
+initialisation 0 alone. Writes ``selection_heldout_<recipe>.{json,txt,png}`` and the matrices
+scored, without traces, as ``selection_affinity_<recipe>.json`` under ``--results``.
 
     python analysis/grouping_quality.py --seeds 0 1 2 3 --phase train --out runs/grouping_quality
-    python analysis/grouping_quality.py --seeds 0 1 2 3 --phase affinity --out runs/grouping_quality
+    python analysis/selection_quality.py --phase affinity --out runs/grouping_quality
     python analysis/selection_quality.py --seeds 0 1 2 3 --out runs/grouping_quality
-    python analysis/grouping_quality.py --seeds 0 1 2 3 --inits 1 2 --phase train  # default --out
+    python analysis/grouping_quality.py --seeds 0 1 2 3 --inits 1 2 3 4 --phase train
     python analysis/selection_quality.py --seeds 0 1 2 3 --phase heldout --out runs/grouping_quality
+
+The tables of docs/selection.md, from the ground truth kept in the repository
+(``analysis/results/ground_truth/<recipe>/``, restored into a temporary folder) and the kept
+affinities (``analysis/results/selection_affinity_<recipe>.json``):
+
+    python analysis/selection_quality.py --recipe multidigits --phase heldout --digests \
+        --results analysis/results
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import ground_truth
 import grouping_quality as gq
 import numpy as np
 import torch
 
 from taskgroup.affinity.matrix import AffinityMatrix
+from taskgroup.data.benchmark import Benchmark, make_optimizer
 from taskgroup.grouping import Grouping, PairTable, select_groups
+from taskgroup.settings import AffinitySettings
+from taskgroup.training.cotrain import measure_affinity
 from taskgroup.training.metrics import LOSS
 from taskgroup.training.trainer import GroupResult, group_key
 from taskgroup.training.verified import verified_selection
@@ -203,24 +230,135 @@ def score(out: Path, recipe: str, seeds: list[int], shortlist: int, fraction: fl
     }
 
 
-# -- issue 9's protocol: a 3-initialisation ground truth, each pick scored on trainings it
-# did not see ------------------------------------------------------------------------------
+# -- co-training runs beyond grouping_quality's signals (issue 16): a lookahead on
+# scale-normalised losses, and short runs whose matrices are averaged ------------------------
 
-INITS = (0, 1, 2)  # initialisation 0 = the data seed's own training (what the methods see)
-HELD_OUT = (1, 2)  # scored on these: every method selects from initialisation 0 at most
+SCALED = "optimizer_scaled"  # Adam's lookahead in a co-training run on scale-normalised losses
+SHORT_SIGNALS = ("optimizer", "cosine")  # signals measured by several short runs
+SHORT_RUNS = 3  # short runs per signal; each co-trains 1/SHORT_RUNS of the recipe's steps
+RUN_STRIDE = 100  # short run r co-trains with seed S + 100 r (model initialisation, batch order)
+
+
+def extra_runs() -> list[str]:
+    """The names (``affinity_<name>.json``) of the co-training runs this script adds."""
+    return [SCALED] + [f"{s}_short{r}" for s in SHORT_SIGNALS for r in range(SHORT_RUNS)]
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaledLoss:
+    """A task's loss divided by a fixed ``scale`` (its loss at initialisation)."""
+
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    scale: float
+
+    def __call__(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss(prediction, target) / self.scale
+
+
+def initial_losses(bench: Benchmark, settings: AffinitySettings, seed: int) -> dict[str, float]:
+    """Each task's loss, on the co-training run's first batch, of the model that run starts
+    from (``settings`` resolved; ``seed`` as in ``measure_affinity``)."""
+    model = bench.make_model(seed=seed)
+    inputs, targets = next(bench.train.batches(settings.batch_size, seed=seed))
+    with torch.no_grad():
+        predictions = model(inputs)
+        return {t: float(f(predictions[t], targets[t])) for t, f in bench.tasks.losses().items()}
+
+
+def measure_scaled(
+    bench: Benchmark,
+    settings: AffinitySettings,
+    seed: int,
+    scales: dict[str, float] | None = None,
+) -> AffinityMatrix:
+    """The affinity of a co-training run on scale-normalised losses: ``measure_affinity``
+    through its public ``nn.Module`` path, with the run built as its benchmark path builds it
+    (model initialised with ``seed``, ``settings``' optimizer, batches in ``seed``'s order) but
+    every task's loss divided by ``scales[task]`` (default: ``initial_losses``, so each loss
+    starts at 1). The run trains on the sum of the scaled losses and the lookahead steps on a
+    scaled loss; the lookahead's ratio L_j(after) / L_j(before) does not depend on the target's
+    scale, so only the trajectory and each source's step change. ``scales`` all 1 gives
+    ``measure_affinity(bench, settings, seed=seed)``'s matrix."""
+    settings = settings.resolve(bench.defaults)
+    scales = initial_losses(bench, settings, seed) if scales is None else dict(scales)
+    model = bench.make_model(seed=seed)
+    optimizer = make_optimizer(
+        model.parameters(), settings.optimizer, settings.lr, bench.defaults.weight_decay
+    )
+    losses = {t: ScaledLoss(f, scales[t]) for t, f in bench.tasks.losses().items()}
+    matrix = measure_affinity(
+        model,
+        settings,
+        batches=bench.train.batches(settings.batch_size, seed=seed),
+        losses=losses,
+        optimizer=optimizer,
+        seed=seed,
+        progress=False,
+    )
+    matrix.metadata |= {"benchmark": bench.name, "lr": settings.lr, "loss_scales": scales}
+    return matrix
+
+
+def _extra_one(recipe: str, seed: int, name: str, out: Path) -> None:
+    """One co-training run of ``extra_runs`` for data seed ``seed``, kept if already written."""
+    torch.set_num_threads(1)
+    path = out / f"seed{seed}" / f"affinity_{name}.json"
+    if path.exists():
+        return
+    spec, bench = gq.recipe_benchmark(recipe, seed)
+    if name == SCALED:
+        settings = dataclasses.replace(spec.affinity, lookahead="optimizer")
+        matrix = measure_scaled(bench, settings, seed)
+    else:
+        signal, run = name.rsplit("_short", 1)
+        settings = dataclasses.replace(spec.affinity, lookahead=signal).resolve(bench.defaults)
+        settings = dataclasses.replace(settings, steps=settings.steps // SHORT_RUNS)
+        matrix = measure_affinity(
+            bench, settings, seed=seed + RUN_STRIDE * int(run), progress=False
+        )
+    matrix.save(path)
+
+
+# -- the held-out protocol (issues 9 and 16): K initialisations of every subset per data seed;
+# each method selects from initialisation 0 and is scored on the mean of the others ----------
+
 SIGNALS = gq.SIGNALS
+NORMALIZED = (*SIGNALS, SCALED)  # selected from as measured and relative()
+VARIANT_SIGNALS = ("optimizer", "cosine")  # also selected with partition=True / singleton 0
+ENSEMBLES = {  # mean of the matrices, each divided by its mean |off-diagonal| entry
+    "ens:optimizer+cosine": ("optimizer", "cosine"),
+    "ens:optimizer+first_order+cosine": ("optimizer", "first_order", "cosine"),
+    "ens:optimizer_scaled+cosine": (SCALED, "cosine"),
+}
 TIE = 1e-9  # Δm points: closer than this counts as a tie for the rank
+BOOTSTRAP_REPS = 10_000
+BOOTSTRAP_SEED = 16  # numpy.random.default_rng seed of every interval
+NOISE_FLOOR = "exhaustive"  # the paired differences are taken against this method
 
 
 def init_counts(out: Path, seed: int, tasks: list[str], aggregator: str) -> dict[int, int]:
-    """How many of the 2^n − 1 subset trainings of each initialisation in ``INITS`` exist."""
+    """How many of the 2^n − 1 subset trainings each initialisation of data seed ``seed`` holds:
+    initialisation 0 and every ``init<k>`` folder found."""
+    root = out / f"seed{seed}"
+    found = {0} | {int(p.name[4:]) for p in root.glob("init*") if p.name[4:].isdigit()}
     return {
         init: sum(
             (gq.subsets_dir(out, seed, init) / group_key(g, aggregator) / "result.json").exists()
             for g in gq.subsets(tasks)
         )
-        for init in INITS
+        for init in sorted(found)
     }
+
+
+def scored_inits(counts: dict[int, int], networks: int, inits: int | None) -> list[int] | None:
+    """The initialisations a data seed is scored with, 0 first: every complete one (all
+    ``networks`` trained), or with ``inits`` = K the first K complete ones; ``None`` when
+    initialisation 0 is incomplete or fewer than 2 (or K) are complete."""
+    complete = [k for k, count in sorted(counts.items()) if count == networks]
+    if not complete or complete[0] != 0:
+        return None
+    chosen = complete if inits is None else complete[:inits]
+    return chosen if len(chosen) >= max(2, inits or 2) else None
 
 
 def mean_ground_truth(
@@ -233,7 +371,7 @@ def mean_ground_truth(
     """``grouping_quality.ground_truth`` on each initialisation's trainings (every list in the
     same ``subsets`` order), the groupings' Δm stacked: ``(groupings, dm [inits, groupings])``.
     Each initialisation serves tasks by its own validation losses and measures Δm against its
-    own single-task networks; the trustworthy score of a grouping is the mean over axis 0."""
+    own single-task networks; the held-out score of a grouping is the mean over its rows 1..K−1."""
     first, rows = None, []
     for results in results_by_init:
         groupings, dm = gq.ground_truth(results, tasks, directions, budget, only)
@@ -245,65 +383,202 @@ def mean_ground_truth(
 
 
 def held_out_score(value: float, scores: np.ndarray) -> dict:
-    """A pick's place among ``scores`` (every grouping's held-out Δm; lower is better)."""
+    """A pick's place among ``scores`` (every grouping's held-out Δm; lower is better): regret,
+    rank (ties within ``TIE`` share the better rank) and top % = 100 · rank / groupings."""
     best = float(scores.min())
+    rank = int((scores < value - TIE).sum()) + 1
     return {
         "delta_m": value,
         "best": best,
         "regret": value - best,
-        "rank": int((scores < value - TIE).sum()) + 1,
+        "rank": rank,
         "groupings": len(scores),
+        "top": 100.0 * rank / len(scores),
         "median": float(np.median(scores)),
     }
 
 
-def _signal_name(signal: str, normalize: str | None) -> str:
-    return f"tag:{signal}" + ("/source" if normalize else "")
+def bootstrap_regrets(
+    blocks: list[np.ndarray],
+    picks: list[dict[str, int]],
+    reps: int = BOOTSTRAP_REPS,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, np.ndarray]:
+    """The two-stage bootstrap distribution of each method's mean held-out regret.
+
+    ``blocks[s]``: ``[H_s, G]`` held-out Δm of every grouping on each held-out initialisation of
+    data seed s; ``picks[s]``: method → the index of the grouping it chose on seed s (from
+    initialisation 0: fixed, only its scoring is resampled). One replicate, with
+    ``rng = numpy.random.default_rng(seed)``: draw ``len(blocks)`` data seeds with replacement
+    (``rng.integers(len(blocks), size=len(blocks))``), then for each drawn seed in order its
+    ``H_s`` held-out initialisations with replacement (``rng.integers(H_s, size=H_s)``); a
+    grouping's score on a drawn seed is the mean of its drawn initialisations' Δm, a pick's
+    regret its score minus the best score there, and the replicate's value per method the mean
+    regret over the drawn seeds where the method chose (every method sees the same draws, so
+    differences between methods are paired). Returns method → ``[reps]``."""
+    rng = np.random.default_rng(seed)
+    methods = list(dict.fromkeys(m for p in picks for m in p))
+    index = [np.array([p.get(m, -1) for m in methods]) for p in picks]
+    cache: list[dict[tuple, np.ndarray]] = [{} for _ in blocks]
+    values = np.empty((reps, len(methods)))
+    for rep in range(reps):
+        total, count = np.zeros(len(methods)), np.zeros(len(methods))
+        for s in rng.integers(len(blocks), size=len(blocks)):
+            drawn = tuple(sorted(rng.integers(len(blocks[s]), size=len(blocks[s]))))
+            if drawn not in cache[s]:
+                score = blocks[s][list(drawn)].mean(axis=0)
+                regret = score[index[s]] - score.min()
+                cache[s][drawn] = np.where(index[s] >= 0, regret, np.nan)
+            regret = cache[s][drawn]
+            total += np.nan_to_num(regret)
+            count += ~np.isnan(regret)
+        with np.errstate(invalid="ignore"):
+            values[rep] = total / count
+    return {m: values[:, k] for k, m in enumerate(methods)}
 
 
-def _picks(out, seed, tasks, results, budget, table, exhaustive, shortlist, fraction, notes):
-    """Each method's grouping (subset tuples) and cost (seconds, steps), from what initialisation
-    0 and the co-training runs show: method → (groups, seconds, steps)."""
+def interval(values: np.ndarray) -> list[float]:
+    """The 95% percentile interval of a bootstrap distribution (replicates where it is NaN,
+    a method absent from every drawn seed, left out)."""
+    kept = values[~np.isnan(values)]
+    return [float(v) for v in np.percentile(kept, [2.5, 97.5])]
+
+
+def normalized_mean(matrices: list[AffinityMatrix]) -> AffinityMatrix:
+    """The mean of the matrices, each divided by its mean absolute off-diagonal entry (TAG's
+    selection does not change when one matrix is scaled by a positive number, so the scaling
+    only sets each signal's weight in the mean)."""
+    n = len(matrices[0].tasks)
+    off = ~np.eye(n, dtype=bool)
+    scaled = [m.select(matrices[0].tasks).values for m in matrices]
+    values = np.mean([v / np.abs(v[off]).mean() for v in scaled], axis=0)
+    return AffinityMatrix(values, matrices[0].tasks)
+
+
+def _cost(runs: list[AffinityMatrix]) -> tuple[float, int]:
+    return (
+        sum(a.metadata["seconds"] for a in runs),
+        sum(a.metadata.get("steps_trained", 0) for a in runs),
+    )
+
+
+def signal_picks(
+    affinities: dict[str, AffinityMatrix], budget: int, notes: list[str], where: str
+) -> dict[str, tuple]:
+    """Each affinity-based method's grouping and cost: method → (groups, seconds, steps).
+    ``affinities``: run name (``affinity_<name>.json``) → matrix; a method whose runs are
+    missing, or whose relative matrix is undefined, is skipped with a note."""
     picks = {}
-    affinities = {}
-    for signal in SIGNALS:
-        path = out / f"seed{seed}" / f"affinity_{signal}.json"
-        if not path.exists():
-            notes.append(f"seed {seed}: no {path.name}")
-            continue
-        affinities[signal] = AffinityMatrix.load(path)
-    for signal, affinity in affinities.items():
-        seconds = affinity.metadata["seconds"]
-        steps = affinity.metadata.get("steps_trained", 0)
-        for normalize in gq.NORMALIZE:
-            try:
-                matrix = affinity.relative() if normalize else affinity
-            except ValueError as e:  # a source whose own step does not help itself
-                notes.append(f"seed {seed}, B={budget}, {_signal_name(signal, normalize)}: {e}")
-                continue
-            chosen = select_groups(matrix, budget).groups
-            picks[_signal_name(signal, normalize)] = (chosen, seconds, steps)
+
+    def add(name, matrix, runs, **options):
+        picks[name] = (select_groups(matrix, budget, **options).groups, *_cost(runs))
+
+    for signal in (s for s in NORMALIZED if s in affinities):
+        measured = affinities[signal]
+        add(f"tag:{signal}", measured, [measured])
+        try:
+            add(f"tag:{signal}/source", measured.relative(), [measured])
+        except ValueError as e:  # a source whose own step does not help itself
+            notes.append(f"{where}, B={budget}, tag:{signal}/source: {e}")
+    for signal in (s for s in VARIANT_SIGNALS if s in affinities):
+        add(f"tag:{signal} partition", affinities[signal], [affinities[signal]], partition=True)
+        single = {"singleton_score": 0.0}
+        add(f"tag:{signal} singleton=0", affinities[signal], [affinities[signal]], **single)
+    for name, members in ENSEMBLES.items():
+        if all(m in affinities for m in members):
+            runs = [affinities[m] for m in members]
+            add(name, normalized_mean(runs), runs)
+    for signal in SHORT_SIGNALS:
+        runs = [affinities.get(f"{signal}_short{r}") for r in range(SHORT_RUNS)]
+        if all(runs):
+            add(f"tag:{signal} short", runs[0], runs[:1])
+            mean = AffinityMatrix(np.mean([a.values for a in runs], axis=0), runs[0].tasks)
+            add(f"runs:{signal} {SHORT_RUNS}x short", mean, runs)
+    missing = [n for n in (*SIGNALS, *extra_runs()) if n not in affinities]
+    if missing:
+        notes.append(f"{where}: no affinity_{{{','.join(missing)}}}.json")
+    return picks
+
+
+def load_affinities(root: Path, seed: int, digest: dict | None = None) -> dict:
+    """Run name → matrix of every co-training run of data seed ``seed``: the files
+    ``root/seed<S>/affinity_<name>.json``, else the entry of ``digest`` (``affinity_digest``)."""
+    stored = (digest or {}).get("seeds", {}).get(str(seed), {})
+    found = {}
+    for name in (*SIGNALS, *extra_runs()):
+        path = root / f"seed{seed}" / f"affinity_{name}.json"
+        if path.exists():
+            found[name] = AffinityMatrix.load(path)
+        elif name in stored:
+            found[name] = AffinityMatrix.from_dict(stored[name], f"digest {name}")
+    return found
+
+
+def affinity_digest(recipe: str, affinities: dict[int, dict[str, AffinityMatrix]]) -> dict:
+    """Every matrix scored, without its per-step trace: a few kB to keep in the repository."""
+    seeds = {}
+    for seed, found in affinities.items():
+        seeds[str(seed)] = {}
+        for name, matrix in found.items():
+            record = matrix.to_dict()
+            record.pop("trace", None)
+            seeds[str(seed)][name] = record
+    return {"format": "taskgroup.selection_affinities", "recipe": recipe, "seeds": seeds}
+
+
+def _picks(affinities, seed, results, budget, table, exhaustive, verified_path, notes):
+    """Each method's grouping (subset tuples) and cost (seconds, steps), from what
+    initialisation 0 and the co-training runs show: method → (groups, seconds, steps)."""
+    picks = signal_picks(affinities, budget, notes, f"seed {seed}")
     picks["hoa"] = (
         select_groups(table, budget, method="hoa").groups,
         table.cost["seconds"],
         table.cost["steps"],
     )
-    path = out / f"seed{seed}" / f"verified_B{budget}_K{shortlist}_f{fraction:g}.json"
-    if path.exists() and SIGNAL in affinities:
-        verified = Grouping.load(path)
+    if verified_path.exists() and SIGNAL in affinities:
+        verified = Grouping.load(verified_path)
         cost = verified.info["cost"]
-        picks["verified"] = (
-            verified.groups,
-            affinities[SIGNAL].metadata["seconds"] + cost["seconds"],
-            affinities[SIGNAL].metadata.get("steps_trained", 0) + cost["steps"],
-        )
+        seconds, steps = _cost([affinities[SIGNAL]])
+        picks["verified"] = (verified.groups, seconds + cost["seconds"], steps + cost["steps"])
     else:
-        notes.append(f"seed {seed}, B={budget}: no {path.name} (run --phase verify)")
+        notes.append(f"seed {seed}, B={budget}: no {verified_path.name} (run --phase verify)")
+    tasks = [t for r in results if len(r.tasks) == 1 for t in r.tasks]
     picks["exhaustive"] = (
         [results[s].tasks for s in validation_choice(results, tasks, budget)],
         *exhaustive,
     )
     return picks
+
+
+def _seed_rows(seed, inits, dm, groupings, results, picks, exhaustive, tasks):
+    """The rows of one (seed, budget, Δm kind): each pick's held-out place, and the grouping
+    index each method chose (for the bootstrap)."""
+    order = {t: i for i, t in enumerate(tasks)}
+    index = {r.tasks: s for s, r in enumerate(results)}
+    position = {g: k for k, g in enumerate(groupings)}
+    held, every = dm[1:].mean(axis=0), dm.mean(axis=0)
+    # exhaustive search's own pick: the best grouping by initialisation 0's test Δm
+    own = groupings[int(dm[0].argmin())]
+    method_picks = picks | {"exhaustive:test": ([results[s].tasks for s in own], *exhaustive)}
+    rows, chosen = [], {}
+    for method, (groups, seconds, steps) in method_picks.items():
+        key = tuple(sorted(index[tuple(sorted(g, key=order.__getitem__))] for g in groups))
+        k = chosen[method] = position[key]
+        rows.append(
+            {
+                "seed": seed,
+                "inits": list(inits),
+                "method": method,
+                "groups": [list(results[s].tasks) for s in key],
+                **held_out_score(float(held[k]), held),
+                "delta_m_inits": [float(v) for v in dm[:, k]],
+                "regret_all_inits": float(every[k] - every.min()),
+                "regret_init0": float(dm[0, k] - dm[0].min()),
+                "cost_seconds": seconds / exhaustive[0],
+                "cost_steps": steps / exhaustive[1] if steps else None,
+            }
+        )
+    return rows, chosen
 
 
 def score_held_out(
@@ -314,80 +589,95 @@ def score_held_out(
     directions: dict,
     shortlist: int = 8,
     fraction: float = 0.25,
+    *,
+    inits: int | None = None,
+    affinity_out: Path | None = None,
+    digest: dict | None = None,
+    reps: int = BOOTSTRAP_REPS,
 ) -> dict:
-    """Issue 9's evaluation on the seeds whose ``INITS`` are all trained (see ``main``'s
-    ``--phase heldout``). ``directions``: task → metric → higher is better (``loss``: False)."""
-    order = {t: i for i, t in enumerate(tasks)}
-    complete, incomplete, notes, rows = [], {}, [], []
+    """The held-out evaluation (see ``main``'s ``--phase heldout``) of the data seeds whose
+    initialisation 0 and at least one more (``inits`` = K: exactly the first K) are complete.
+    ``directions``: task → metric → higher is better (``loss``: False); ``affinity_out``: where
+    the co-training runs live (default ``out``), ``digest`` their fallback."""
+    networks = 2 ** len(tasks) - 1
+    scored, listed, notes, rows, boot = {}, {}, [], [], {}
     for seed in seeds:
         counts = init_counts(out, seed, tasks, aggregator)
-        if min(counts.values()) < 2 ** len(tasks) - 1:
-            incomplete[seed] = counts
+        chosen = scored_inits(counts, networks, inits)
+        if chosen is None:
+            listed[str(seed)] = counts
             continue
-        complete.append(seed)
-        by_init = [gq.load_subsets(out, seed, tasks, aggregator, init) for init in INITS]
-        results = by_init[0]
-        index = {r.tasks: s for s, r in enumerate(results)}
-        exhaustive = (sum(r.seconds for r in results), sum(r.steps for r in results))
-        table, _ = pair_table(results, tasks)
-        for budget in BUDGETS:
-            picks = _picks(
-                out, seed, tasks, results, budget, table, exhaustive, shortlist, fraction, notes
-            )
-            for delta, only in gq.DELTAS.items():
-                groupings, dm = mean_ground_truth(by_init, tasks, directions, budget, only)
-                position = {g: k for k, g in enumerate(groupings)}
-                held = dm[list(HELD_OUT)].mean(axis=0)
-                every = dm.mean(axis=0)
-                # exhaustive search's own pick: the best grouping by the one-training ground truth
-                own = groupings[int(dm[0].argmin())]
-                method_picks = picks | {
-                    "exhaustive:test": ([results[s].tasks for s in own], *exhaustive)
-                }
-                for method, (groups, seconds, steps) in method_picks.items():
-                    key = tuple(
-                        sorted(index[tuple(sorted(g, key=order.__getitem__))] for g in groups)
-                    )
-                    k = position[key]
-                    rows.append(
-                        {
-                            "seed": seed,
-                            "budget": budget,
-                            "delta": delta,
-                            "method": method,
-                            "groups": [list(results[s].tasks) for s in key],
-                            **held_out_score(float(held[k]), held),
-                            "delta_m_inits": [float(dm[i, k]) for i in range(len(INITS))],
-                            "regret_all_inits": float(every[k] - every.min()),
-                            "regret_init0": float(dm[0, k] - dm[0].min()),
-                            "cost_seconds": seconds / exhaustive[0],
-                            "cost_steps": steps / exhaustive[1] if steps else None,
-                        }
-                    )
+        scored[seed] = chosen
+        partial = {k: c for k, c in counts.items() if k not in chosen}
+        if partial:
+            notes.append(f"seed {seed}: initialisations {partial} (trainings found) not used")
+        by_init = [gq.load_subsets(out, seed, tasks, aggregator, init) for init in chosen]
+        affinities = load_affinities(affinity_out or out, seed, digest)
+        verified = (out, shortlist, fraction)
+        _score_seed(seed, chosen, by_init, directions, affinities, verified, notes, rows, boot)
     return {
-        "protocol": {
-            "inits": list(INITS),
-            "held_out": list(HELD_OUT),
-            "score": "Δm of a grouping = mean over the held-out initialisations of "
-            "grouping_quality.ground_truth (each serving by its own validation losses)",
-            "shortlist": shortlist,
-            "fraction": fraction,
-        },
-        "seeds": complete,
-        "incomplete": {str(s): c for s, c in incomplete.items()},
+        "protocol": protocol(inits, reps, shortlist, fraction),
+        "seeds": list(scored),
+        "inits": {str(s): k for s, k in scored.items()},
+        "incomplete": listed,
         "notes": list(dict.fromkeys(notes)),
         "rows": rows,
-        "summary": summarise(rows),
+        "summary": summarise(rows, boot, reps),
     }
 
 
-def summarise(rows: list[dict]) -> list[dict]:
-    """Per Δm kind, budget and method over the seeds: regret and rank mean / worst, cost."""
+def verified_path(out: Path, seed: int, budget: int, shortlist: int, fraction: float) -> Path:
+    """Where ``--phase verify`` keeps the verified selection's pick."""
+    return out / f"seed{seed}" / f"verified_B{budget}_K{shortlist}_f{fraction:g}.json"
+
+
+def _score_seed(seed, inits, by_init, directions, affinities, verified, notes, rows, boot):
+    """Append one data seed's rows (every budget, Δm kind and method) to ``rows`` and its
+    held-out blocks and picks to ``boot[(Δm kind, budget)]``; ``verified``: (out, shortlist,
+    fraction) of the verified selection's picks."""
+    results = by_init[0]
+    tasks = list(directions)
+    exhaustive = (sum(r.seconds for r in results), sum(r.steps for r in results))
+    table, _ = pair_table(results, tasks)
+    for budget in BUDGETS:
+        path = verified_path(verified[0], seed, budget, *verified[1:])
+        picks = _picks(affinities, seed, results, budget, table, exhaustive, path, notes)
+        for delta, only in gq.DELTAS.items():
+            groupings, dm = mean_ground_truth(by_init, tasks, directions, budget, only)
+            found, chosen = _seed_rows(
+                seed, inits, dm, groupings, results, picks, exhaustive, tasks
+            )
+            rows += [r | {"budget": budget, "delta": delta} for r in found]
+            blocks, seed_picks = boot.setdefault((delta, budget), ([], []))
+            blocks.append(dm[1:])
+            seed_picks.append(chosen)
+
+
+def protocol(inits: int | None, reps: int, shortlist: int, fraction: float) -> dict:
+    return {
+        "inits": "every complete initialisation" if inits is None else f"the first {inits}",
+        "select": "every method selects from initialisation 0 (and its co-training runs)",
+        "score": "Δm of a grouping = mean over the held-out initialisations 1..K−1 of "
+        "grouping_quality.ground_truth (each serving by its own validation losses)",
+        "bootstrap": f"{reps} two-stage replicates (data seeds with replacement, then each "
+        f"drawn seed's held-out initialisations with replacement), numpy default_rng("
+        f"{BOOTSTRAP_SEED}), 95% percentile interval of the mean regret over seeds; "
+        f"differences against {NOISE_FLOOR!r} paired on the same replicates",
+        "verified": {"shortlist": shortlist, "fraction": fraction},
+    }
+
+
+def summarise(rows: list[dict], boot: dict | None = None, reps: int = BOOTSTRAP_REPS) -> list:
+    """Per Δm kind, budget and method over the seeds: regret mean, 95% bootstrap interval
+    (``boot``: (Δm kind, budget) → (blocks, picks) of ``bootstrap_regrets``) and worst, the
+    paired difference to the noise floor (``NOISE_FLOOR``'s regret), top % and cost."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["delta"], r["budget"], r["method"]), []).append(r)
-    return [
-        {
+    draws = {key: bootstrap_regrets(*boot[key], reps=reps) for key in (boot or {})}
+    summary = []
+    for (delta, budget, method), chosen in groups.items():
+        entry = {
             "delta": delta,
             "budget": budget,
             "method": method,
@@ -396,46 +686,88 @@ def summarise(rows: list[dict]) -> list[dict]:
             "regret_worst": max(r["regret"] for r in chosen),
             "rank_mean": statistics.mean(r["rank"] for r in chosen),
             "rank_worst": max(r["rank"] for r in chosen),
+            "top_mean": statistics.mean(r["top"] for r in chosen),
+            "top_worst": max(r["top"] for r in chosen),
             "groupings": chosen[0]["groupings"],
             "cost_seconds": statistics.mean(r["cost_seconds"] for r in chosen),
         }
-        for (delta, budget, method), chosen in groups.items()
+        found = draws.get((delta, budget), {})
+        if method in found:
+            entry["regret_interval"] = interval(found[method])
+            if NOISE_FLOOR in found:
+                difference = found[method] - found[NOISE_FLOOR]
+                entry["vs_noise_floor_interval"] = interval(difference)
+        summary.append(entry)
+    return summary
+
+
+def _fmt_interval(entry: dict, key: str) -> str:
+    low, high = entry.get(key, [float("nan")] * 2)
+    return f"[{low:.1f}, {high:.1f}]"
+
+
+def summary_table(summary: dict, delta: str = "loss") -> str:
+    """The markdown table of docs/selection.md: per method, its cost and at each budget the mean
+    held-out regret with its 95% interval, the paired difference to the noise floor
+    (exhaustive search's validation pick) with its interval, and the mean top %."""
+    entries = {(s["method"], s["budget"]): s for s in summary["summary"] if s["delta"] == delta}
+    methods = list(dict.fromkeys(m for m, _ in entries))
+    head = "| method | cost | " + " | ".join(
+        f"B={b} regret [95%] | B={b} − floor [95%] | B={b} top %" for b in BUDGETS
+    )
+    lines = [head + " |", "|---|---:|" + "---:|---:|---:|" * len(BUDGETS)]
+    for method in methods:
+        cells = []
+        for budget in BUDGETS:
+            e = entries.get((method, budget))
+            if e is None:
+                cells += ["–"] * 3
+                continue
+            difference = e["regret_mean"] - entries[(NOISE_FLOOR, budget)]["regret_mean"]
+            cells += [
+                f"{e['regret_mean']:.1f} {_fmt_interval(e, 'regret_interval')}",
+                f"{difference:+.1f} {_fmt_interval(e, 'vs_noise_floor_interval')}",
+                f"{e['top_mean']:.1f}",
+            ]
+        cost = statistics.mean(
+            entries[(method, b)]["cost_seconds"] for b in BUDGETS if (method, b) in entries
+        )
+        lines.append(f"| {method} | {cost:.4f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_held_out(summary: dict) -> str:
+    """The whole held-out report: protocol, seeds, notes, every row, and the summary tables."""
+    seeds = ", ".join(f"{s} (K={len(k)})" for s, k in summary["inits"].items()) or "none"
+    out = [
+        "Held-out protocol: every method selects from initialisation 0 (and its co-training "
+        "runs) and is scored by the mean Δm over initialisations 1..K−1 of its data seed.",
+        f"Seeds scored (initialisations used): {seeds}; not scored (trainings found per "
+        f"initialisation): {summary['incomplete'] or 'none'}.",
+        f"Intervals: {summary['protocol']['bootstrap']}.",
+        "",
+        *[f"- {note}" for note in summary["notes"]],
+        "",
+        "| seed | K | B | Δm on | method | held-out Δm | best | regret | rank | top % | "
+        "regret, all-init mean | regret, init 0 | cost (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-
-
-def print_held_out(summary: dict) -> None:
-    print(
-        f"Held-out protocol: methods select from initialisation 0, scored by the mean Δm over "
-        f"initialisations {', '.join(map(str, HELD_OUT))}. Seeds scored: "
-        f"{summary['seeds'] or 'none'}; incomplete (trainings found per initialisation): "
-        f"{summary['incomplete'] or 'none'}.\n"
-    )
-    for note in summary["notes"]:
-        print(f"- {note}")
-    print(
-        "\n| seed | B | Δm on | method | held-out Δm | best | regret | rank | regret, 3-init mean "
-        "| regret, init 0 | cost (s) |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in summary["rows"]:
-        print(
-            f"| {r['seed']} | {r['budget']} | {r['delta']} | {r['method']} | "
-            f"{r['delta_m']:+.2f} | {r['best']:+.2f} | {r['regret']:.2f} | "
-            f"{r['rank']}/{r['groupings']} | {r['regret_all_inits']:.2f} | "
+        out.append(
+            f"| {r['seed']} | {len(r['inits'])} | {r['budget']} | {r['delta']} | {r['method']} "
+            f"| {r['delta_m']:+.2f} | {r['best']:+.2f} | {r['regret']:.2f} | "
+            f"{r['rank']}/{r['groupings']} | {r['top']:.1f} | {r['regret_all_inits']:.2f} | "
             f"{r['regret_init0']:.2f} | {r['cost_seconds']:.4f} |"
         )
-    print(
-        "\n| Δm on | B | method | seeds | regret mean / worst | rank mean / worst | "
-        "cost vs exhaustive |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for s in summary["summary"]:
-        print(
-            f"| {s['delta']} | {s['budget']} | {s['method']} | {len(s['seeds'])} | "
-            f"{s['regret_mean']:.2f} / {s['regret_worst']:.2f} | "
-            f"{s['rank_mean']:.1f} / {s['rank_worst']} of {s['groupings']} | "
-            f"{s['cost_seconds']:.4f} |"
-        )
+    for delta in gq.DELTAS:
+        out += [
+            "",
+            f"Δm on {delta}: mean over seeds; 'floor' = {NOISE_FLOOR} (regret of "
+            "exhaustive search's validation pick); worst regrets in the JSON.",
+            "",
+        ]
+        out.append(summary_table(summary, delta))
+    return "\n".join(out) + "\n"
 
 
 def plot_cost_regret(summary: dict, path: Path, delta: str = "loss") -> None:
@@ -472,8 +804,8 @@ def plot_cost_regret(summary: dict, path: Path, delta: str = "loss") -> None:
     axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     seeds = ", ".join(map(str, summary["seeds"])) or "none"
     fig.suptitle(
-        f"Selection from initialisation 0, scored on initialisations "
-        f"{', '.join(map(str, HELD_OUT))} (data seeds {seeds}; large: mean, light: per seed)",
+        f"Selection from initialisation 0, scored on the other initialisations "
+        f"(data seeds {seeds}; large: mean, light: per seed)",
         fontsize=9,
     )
     fig.tight_layout()
@@ -521,12 +853,69 @@ def print_table(summary: dict) -> None:
             )
 
 
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def held_out_phase(args: argparse.Namespace) -> dict:
+    """``--phase heldout``: score, print, and write the report, its JSON, the plot and the
+    affinity digest under ``--results``."""
+    spec, bench = gq.recipe_benchmark(args.recipe, args.seeds[0])
+    tasks = bench.tasks.names
+    directions = {t: {LOSS: False, **bench.tasks[t].higher_is_better} for t in tasks}
+    aggregator = gq.train_settings(spec, bench, args.seeds[0]).aggregator
+    digest_path = RESULTS / f"selection_affinity_{args.recipe}.json"
+    digest = json.loads(digest_path.read_text()) if digest_path.exists() else None
+    results = args.results or args.affinity_out or args.out
+    with tempfile.TemporaryDirectory() as restored:
+        out = args.out
+        if args.digests:
+            out = Path(restored)
+            ground_truth.restore(out, args.recipe)
+        started = time.perf_counter()
+        summary = score_held_out(
+            out,
+            args.seeds,
+            tasks,
+            aggregator,
+            directions,
+            args.shortlist,
+            args.fraction,
+            inits=args.inits,
+            affinity_out=args.affinity_out or args.out,
+            digest=digest,
+            reps=args.reps,
+        )
+    summary["recipe"] = args.recipe
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    affinities = {
+        s: load_affinities(args.affinity_out or args.out, s, digest) for s in summary["seeds"]
+    }
+    text = format_held_out(summary)
+    print(text)
+    results.mkdir(parents=True, exist_ok=True)
+    name = f"selection_heldout_{args.recipe}"
+    (results / f"{name}.json").write_text(json.dumps(summary, indent=1))
+    (results / f"{name}.txt").write_text(text)
+    record = affinity_digest(args.recipe, affinities)
+    (results / f"selection_affinity_{args.recipe}.json").write_text(json.dumps(record))
+    if summary["rows"]:
+        plot_cost_regret(summary, results / f"{name}.png")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipe", default="multidigits")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/grouping_quality"))
+    parser.add_argument(
+        "--affinity-out",
+        type=Path,
+        default=None,
+        help="where the co-training runs' affinity_<signal>.json live (default: --out, the "
+        "ground truth's folder, which the scoring then only reads)",
+    )
     parser.add_argument(
         "--shortlist", type=int, default=8, help="groupings the verified selection shortlists"
     )
@@ -540,15 +929,46 @@ def main(argv: list[str] | None = None) -> int:
         "--phase",
         choices=["all", "train", "affinity", "verify", "score", "heldout"],
         default="all",
-        help="score: one training per subset; heldout: issue 9's 3-initialisation protocol",
+        help="score: one training per subset; heldout: the K-initialisation held-out protocol",
     )
+    parser.add_argument(
+        "--inits",
+        type=int,
+        default=None,
+        help="heldout: score each data seed with its first K complete initialisations (seeds "
+        "with fewer are listed, not scored; default: every complete one, at least 2)",
+    )
+    parser.add_argument(
+        "--digests",
+        action="store_true",
+        help="heldout: score the ground truth kept in analysis/results/ground_truth/<recipe>/ "
+        "(restored into a temporary folder) instead of --out",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="heldout: folder for selection_heldout_<recipe>.{json,txt,png} and the affinity "
+        "digest selection_affinity_<recipe>.json (default: --affinity-out)",
+    )
+    parser.add_argument("--reps", type=int, default=BOOTSTRAP_REPS, help="bootstrap replicates")
     args = parser.parse_args(argv)
     out = args.out
-    if args.phase in ("all", "train", "affinity"):
-        phases = ["train", "affinity"] if args.phase == "all" else [args.phase]
+    affinity_out = args.affinity_out or out
+    if args.phase in ("all", "train"):
         common = ["--recipe", args.recipe, "--workers", str(args.workers), "--out", str(out)]
-        for phase in phases:
-            gq.main([*common, "--phase", phase, "--seeds", *map(str, args.seeds)])
+        gq.main([*common, "--phase", "train", "--seeds", *map(str, args.seeds)])
+    if args.phase in ("all", "affinity"):
+        common = ["--recipe", args.recipe, "--workers", str(args.workers)]
+        common += ["--out", str(affinity_out)]
+        gq.main([*common, "--phase", "affinity", "--seeds", *map(str, args.seeds)])
+        jobs = [
+            (_extra_one, args.recipe, seed, name, affinity_out)
+            for seed in args.seeds
+            for name in extra_runs()
+        ]
+        print(f"measuring {len(jobs)} further affinities on {args.workers} workers", flush=True)
+        gq.run_jobs(jobs, args.workers)
     if args.phase in ("all", "verify"):
         jobs = [
             (_verify_seed, args.recipe, seed, out, args.shortlist, args.fraction)
@@ -563,17 +983,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "selection_quality.json").write_text(json.dumps(summary, indent=1))
         print_table(summary)
     if args.phase in ("all", "heldout"):
-        spec, bench = gq.recipe_benchmark(args.recipe, args.seeds[0])
-        tasks = bench.tasks.names
-        directions = {t: {LOSS: False, **bench.tasks[t].higher_is_better} for t in tasks}
-        aggregator = gq.train_settings(spec, bench, args.seeds[0]).aggregator
-        summary = score_held_out(
-            out, args.seeds, tasks, aggregator, directions, args.shortlist, args.fraction
-        )
-        (out / "selection_quality_heldout.json").write_text(json.dumps(summary, indent=1))
-        print_held_out(summary)
-        if summary["rows"]:
-            plot_cost_regret(summary, out / "selection_quality_heldout.png")
+        held_out_phase(args)
     return 0
 
 

@@ -1,0 +1,183 @@
+"""``analysis/selection_quality.py`` beyond three initialisations: the two-stage bootstrap
+interval against a hand computation and an independently written resampling loop, the
+K-initialisation protocol against a brute force and against the three-initialisation numbers,
+the affinity ensembles, and the co-training run on scale-normalised losses."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "analysis"))
+
+import selection_quality as sq
+
+import taskgroup as tg
+from taskgroup.affinity.matrix import AffinityMatrix
+from tests.analysis.test_selection_quality import (
+    AGGREGATOR,
+    DIRECTIONS,
+    TASKS,
+    brute_force,
+    write_layout,
+    write_signals,
+)
+
+
+def test_bootstrap_interval_by_hand():
+    # one data seed, two held-out initialisations, three groupings; the method chose grouping
+    # 2. Resampling the initialisations: (0, 0) scores [0, 1, 2], regret 2 (probability 1/4);
+    # (1, 1) scores [4, 0, 1], regret 1 (1/4); (0, 1) or (1, 0) scores [2, 0.5, 1.5], regret 1
+    # (1/2). The 95% interval is [1, 2]; the replicates hold only 1 and 2, about 1/4 of them 2.
+    block = np.array([[0.0, 1.0, 2.0], [4.0, 0.0, 1.0]])
+    draws = sq.bootstrap_regrets([block], [{"m": 2}], reps=2000, seed=3)["m"]
+    assert set(np.unique(draws)) == {1.0, 2.0}
+    assert (draws == 2.0).mean() == pytest.approx(0.25, abs=0.04)
+    assert sq.interval(draws) == [1.0, 2.0]
+    # two data seeds of one held-out initialisation each, regrets 3 and 5: the mean over a
+    # drawn pair of seeds is 3 (1/4), 4 (1/2) or 5 (1/4)
+    blocks = [np.array([[0.0, 3.0]]), np.array([[5.0, 0.0]])]
+    draws = sq.bootstrap_regrets(blocks, [{"m": 1}, {"m": 0}], reps=2000, seed=5)["m"]
+    assert set(np.unique(draws)) == {3.0, 4.0, 5.0}
+    assert (draws == 4.0).mean() == pytest.approx(0.5, abs=0.04)
+    assert sq.interval(draws) == [3.0, 5.0]
+
+
+def independent_bootstrap(blocks, picks, method, reps, seed):
+    """The documented scheme written out plainly, without caching: the same draws in the same
+    order (seeds, then each drawn seed's initialisations), the regret computed afresh."""
+    rng = np.random.default_rng(seed)
+    means = []
+    for _ in range(reps):
+        regrets = []
+        for s in rng.integers(len(blocks), size=len(blocks)):
+            h = len(blocks[s])
+            drawn = rng.integers(h, size=h)
+            score = np.mean([blocks[s][i] for i in drawn], axis=0)
+            if method in picks[s]:
+                regrets.append(score[picks[s][method]] - min(score))
+        means.append(np.mean(regrets) if regrets else np.nan)
+    return np.array(means)
+
+
+def test_bootstrap_matches_an_independent_loop():
+    rng = np.random.default_rng(0)
+    blocks = [rng.normal(size=(h, 7)) for h in (1, 2, 4)]
+    picks = [{"x": 3, "y": 0}, {"x": 6}, {"x": 1, "y": 5}]  # y missing on the second seed
+    draws = sq.bootstrap_regrets(blocks, picks, reps=300, seed=11)
+    for method in ("x", "y"):
+        expected = independent_bootstrap(blocks, picks, method, 300, 11)
+        np.testing.assert_allclose(draws[method], expected, equal_nan=True)
+        kept = expected[~np.isnan(expected)]
+        assert sq.interval(draws[method]) == pytest.approx(np.percentile(kept, [2.5, 97.5]))
+    # paired: the same replicates for every method
+    assert not np.allclose(draws["x"], draws["y"], equal_nan=True)
+
+
+@pytest.fixture(scope="module")
+def five(tmp_path_factory) -> Path:
+    """Seed 0 with five complete initialisations; seed 1 with four, the fourth incomplete."""
+    out = tmp_path_factory.mktemp("runs5")
+    write_layout(out, 0, inits=(0, 1, 2, 3, 4))
+    write_signals(out, 0)
+    write_layout(out, 1, inits=(0, 1, 2))
+    write_layout(out, 1, inits=(3,), skip=None)
+    (next((out / "seed1" / "init3").iterdir()) / "result.json").unlink()
+    write_signals(out, 1)
+    return out
+
+
+def test_k_initialisations_against_a_brute_force(five):
+    summary = sq.score_held_out(five, [0, 1], TASKS, AGGREGATOR, DIRECTIONS, reps=50)
+    # every complete initialisation: seed 0 with K = 5, seed 1 with its first three
+    assert summary["inits"] == {"0": [0, 1, 2, 3, 4], "1": [0, 1, 2]}
+    assert any("seed 1" in n and "{3: 6}" in n for n in summary["notes"])
+    for seed, held in ((0, (1, 2, 3, 4)), (1, (1, 2))):
+        for budget in (2, 3):
+            truth = brute_force(budget, held, "loss")
+            for r in summary["rows"]:
+                if (r["seed"], r["budget"], r["delta"]) != (seed, budget, "loss"):
+                    continue
+                value = truth[frozenset(map(tuple, r["groups"]))]
+                assert r["delta_m"] == pytest.approx(value)
+                assert r["regret"] == pytest.approx(value - min(truth.values()))
+                assert r["rank"] == 1 + sum(v < value - 1e-9 for v in truth.values())
+                assert len(r["delta_m_inits"]) == len(held) + 1
+
+
+def test_k_equal_3_reproduces_the_three_initialisation_numbers(five, tmp_path):
+    # the first three initialisations of a five-initialisation layout score exactly as a layout
+    # that holds only those three (issue 9's protocol); seed 1 lacks a fourth: with K = 4 it is
+    # listed, not scored
+    three = tmp_path / "runs3"
+    write_layout(three, 0)
+    write_signals(three, 0)
+    a = sq.score_held_out(five, [0], TASKS, AGGREGATOR, DIRECTIONS, inits=3, reps=100)
+    b = sq.score_held_out(three, [0], TASKS, AGGREGATOR, DIRECTIONS, reps=100)
+    assert a["rows"] == b["rows"]
+    assert a["summary"] == b["summary"]
+    four = sq.score_held_out(five, [0, 1], TASKS, AGGREGATOR, DIRECTIONS, inits=4, reps=10)
+    assert four["inits"] == {"0": [0, 1, 2, 3]}
+    assert four["incomplete"] == {"1": {0: 7, 1: 7, 2: 7, 3: 6}}
+
+
+def test_scored_inits():
+    assert sq.scored_inits({0: 7, 1: 7, 2: 3}, 7, None) == [0, 1]
+    assert sq.scored_inits({0: 7, 1: 7, 2: 3}, 7, 3) is None
+    assert sq.scored_inits({0: 7, 1: 2, 2: 7}, 7, None) == [0, 2]
+    assert sq.scored_inits({0: 6, 1: 7, 2: 7}, 7, None) is None
+    assert sq.scored_inits({0: 7}, 7, None) is None
+
+
+def test_normalized_mean_by_hand():
+    a = AffinityMatrix(np.array([[1.0, 2.0], [-2.0, 5.0]]), ["x", "y"])
+    b = AffinityMatrix(np.array([[9.0, 0.5], [0.5, 9.0]]), ["y", "x"])  # another task order
+    # a / mean|off| = a / 2; b in order x, y is [[9, .5], [.5, 9]] / 0.5
+    expected = (np.array([[0.5, 1.0], [-1.0, 2.5]]) + np.array([[18.0, 1.0], [1.0, 18.0]])) / 2
+    np.testing.assert_allclose(sq.normalized_mean([a, b]).values, expected)
+
+
+def tiny_benchmark() -> tg.Benchmark:
+    """Two regression tasks a hundredfold apart in scale on a shared linear trunk."""
+    g = torch.Generator().manual_seed(0)
+
+    def split(rows):
+        x = torch.randn(rows, 4, generator=g)
+        return tg.data.Split(x, {"small": x[:, 0], "large": 10 * x[:, 1] + x[:, 0]})
+
+    def model(tasks):
+        trunk = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh())
+        heads = {
+            t.name: torch.nn.Sequential(torch.nn.Linear(5, 1), torch.nn.Flatten(0)) for t in tasks
+        }
+        return tg.MultiTaskModel(trunk, heads)
+
+    tasks = tg.TaskSet(tg.Task(t, F.mse_loss, kind="regression") for t in ("small", "large"))
+    defaults = tg.data.TrainingDefaults(lr=1e-2, batch_size=16, steps=12, every=3)
+    return tg.data.Benchmark("tiny", tasks, split(64), split(32), split(32), model, defaults)
+
+
+def test_measure_scaled():
+    bench = tiny_benchmark()
+    settings = tg.AffinitySettings(lookahead="optimizer")
+    # scales of 1: the benchmark path's very matrix
+    plain = tg.measure_affinity(bench, settings, seed=4, progress=False)
+    ones = sq.measure_scaled(bench, settings, 4, scales={"small": 1.0, "large": 1.0})
+    np.testing.assert_array_equal(ones.values, plain.values)
+    # default scales: each task's loss at initialisation on the first batch, computed here
+    # from the same model and batch
+    scaled = sq.measure_scaled(bench, settings, 4)
+    model = bench.make_model(seed=4)
+    inputs, targets = next(bench.train.batches(16, seed=4))
+    with torch.no_grad():
+        out = model(inputs)
+    for t in ("small", "large"):
+        expected = float(F.mse_loss(out[t], targets[t]))
+        assert scaled.metadata["loss_scales"][t] == pytest.approx(expected)
+    assert scaled.metadata["loss_scales"]["large"] > 10 * scaled.metadata["loss_scales"]["small"]
+    assert not np.allclose(scaled.values, plain.values)
