@@ -28,6 +28,8 @@ more than ``--max-gib`` is skipped and says so.
 Run from the repository root (about 10 minutes on one core)::
 
     python analysis/bench_memory.py [--quick] [--out analysis/results/bench_memory.txt]
+
+``--cache FILE`` keeps each configuration's result (one JSON line each) and reuses it on a rerun.
 """
 
 from __future__ import annotations
@@ -139,8 +141,7 @@ def table(results: dict, sizes, tasks) -> list[str]:
             for op in OPS:
                 r = results.get((size, n, op))
                 if r is None:
-                    lines.append(f"{size:>4} {n:>4} {op:<15} skipped: the whole [n, P] path "
-                                 f"needs more than --max-gib")  # fmt: skip
+                    lines.append(f"{size:>4} {n:>4} {op:<15} not run (--max-gib or --skip)")
                     continue
                 inc = r["peak"] - r["before"]
                 lines.append(
@@ -157,18 +158,39 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="P ≈ 1M only")
     parser.add_argument("--max-gib", type=float, default=12.0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        help='configurations to leave out, e.g. "10M:100:cosine chunked"',
+    )
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(*json.loads(args.child))))
         return
     sizes = ["1M"] if args.quick else ["1M", "10M"]
     results = {}
+    cached = {}
+    if args.cache and args.cache.exists():
+        for line in args.cache.read_text().splitlines():
+            size, n, op, result = json.loads(line)
+            cached[(size, n, op)] = result
     for size in sizes:
         for n in TASKS:
             for op in OPS:
-                results[(size, n, op)] = run(op, n, size, args.max_gib)
-                print(size, n, op, results[(size, n, op)], file=sys.stderr, flush=True)
-    shared = {size: next(r["P"] for k, r in results.items() if k[0] == size) for size in sizes}
+                key = (size, n, op)
+                if f"{size}:{n}:{op}" in args.skip:
+                    results[key] = None
+                    continue
+                if key not in cached:
+                    cached[key] = run(op, n, size, args.max_gib)
+                    if args.cache and cached[key] is not None:
+                        with args.cache.open("a") as f:
+                            f.write(json.dumps([size, n, op, cached[key]]) + "\n")
+                results[key] = cached[key]
+                print(size, n, op, results[key], file=sys.stderr, flush=True)
+    shared = {s: next(r["P"] for k, r in results.items() if k[0] == s and r) for s in sizes}
     head = [
         "bench_memory: peak RSS of one affinity measurement vs one plain training step",
         f"python {platform.python_version()}, torch {__import__('torch').__version__}, "

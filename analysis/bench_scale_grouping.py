@@ -19,7 +19,7 @@ planted groups.
 Everything runs on one thread (torch and BLAS); run it under ``nice`` on the 2-core machine::
 
     python analysis/bench_scale_grouping.py [--out analysis/results/bench_scale_grouping.txt]
-    python analysis/bench_scale_grouping.py --end-to-end [--seeds 0 1 2] [--out ...]
+    python analysis/bench_scale_grouping.py --end-to-end [--seeds 0 1 2] [--signals cosine]
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def scale_table() -> list[str]:
     return head + scale_rows(0.5, BUDGETS) + scale_rows(1.0, (HIDDEN, 10))
 
 
-def end_to_end(seeds, signals=("optimizer", "cosine")) -> list[str]:
+def end_to_end(seeds, signals) -> list[str]:
     rows = [
         f"{'signal':<10} {'seed':>4} {'affinity s':>10} {'group s':>8} {'total s':>8} "
         f"{'ARI':>6} {'gap':>7}"
@@ -111,12 +111,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--end-to-end", action="store_true")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--signals", nargs="+", default=["optimizer", "cosine"])
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     load = os.getloadavg()[0]
     with threadpool_limits(1):
-        rows = end_to_end(args.seeds) if args.end_to_end else scale_table()
+        rows = end_to_end(args.seeds, args.signals) if args.end_to_end else scale_table()
     head = [
         "bench_scale_grouping: "
         + ("affinity + grouping, 100 planted tasks" if args.end_to_end else "auto at 40-200 tasks"),
