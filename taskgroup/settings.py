@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from taskgroup.affinity.lookahead import LOOKAHEADS
+from taskgroup.affinity.scalable import SIGNALS
 from taskgroup.aggregators import registry as aggregators
 from taskgroup.data.benchmark import OPTIMIZERS, Benchmark, TrainingDefaults
 from taskgroup.grouping.select import METHODS
@@ -164,9 +164,10 @@ class AffinitySettings(Settings):
 
     lookahead: str = setting(
         "optimizer",
-        one_of(LOOKAHEADS),
+        one_of(SIGNALS),
         "the affinity signal: the lookahead with the run's optimizer step (TAG), sgd, "
-        "first_order, or the gradient cosine",
+        "first_order, or the gradient cosine; for many tasks or wide trunks representation, "
+        "sketch or sampled (docs/concepts.md)",
     )
     steps: int | None = setting(
         None, POSITIVE_INT.or_unset(), "co-training steps", BENCHMARK_DEFAULT

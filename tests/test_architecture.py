@@ -111,10 +111,10 @@ def _run_python(root: Path, code: str) -> str:
 def test_a_default_changed_in_its_dataclass_changes_cli_recipe_and_library(package_copy):
     settings = package_copy / "taskgroup" / "settings.py"
     text = settings.read_text()
-    assert text.count('"optimizer",\n        one_of(LOOKAHEADS),') == 1
+    assert text.count('"optimizer",\n        one_of(SIGNALS),') == 1
     settings.write_text(
         text.replace(
-            '"optimizer",\n        one_of(LOOKAHEADS),', '"cosine",\n        one_of(LOOKAHEADS),'
+            '"optimizer",\n        one_of(SIGNALS),', '"cosine",\n        one_of(SIGNALS),'
         )
     )
     shown = _run_python(
@@ -129,4 +129,4 @@ def test_a_default_changed_in_its_dataclass_changes_cli_recipe_and_library(packa
     )
     assert "recipe cosine" in shown and "library cosine" in shown
     help_text = " ".join(shown.split())
-    assert "[default: cosine]" in help_text
+    assert "a recipe without it: cosine]" in help_text

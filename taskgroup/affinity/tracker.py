@@ -9,14 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from taskgroup.affinity.lookahead import (
-    Lookahead,
-    LossFns,
-    NonFiniteError,
-    measure_lookahead,
-    resolve_lookahead,
-)
+from taskgroup.affinity.lookahead import Lookahead, LossFns, NonFiniteError
 from taskgroup.affinity.matrix import AffinityMatrix
+from taskgroup.affinity.scalable import SignalMeasurer, resolve_signal
 from taskgroup.models import SharedSpec, shared_parameter_names
 
 
@@ -38,7 +33,10 @@ class AffinityTracker:
             lookahead is resolved once, here (:func:`~taskgroup.affinity.resolve_lookahead`), and
             kept as :attr:`lookahead`.
         every: measure every ``every`` steps (>= 1).
-        **lookahead_options: ``distributed``, ``vectorize``, ``batched_grads``, ``chunk_size``.
+        **lookahead_options: ``distributed``, ``vectorize``, ``batched_grads``, ``chunk_size``,
+            ``memory_budget``; for the scalable signals (``lookahead=`` one of
+            :data:`~taskgroup.affinity.scalable.SCALABLE`) ``sketch_dim``, ``sketch``,
+            ``sources`` and ``seed`` (see :class:`~taskgroup.affinity.scalable.SignalMeasurer`).
     """
 
     def __init__(
@@ -56,16 +54,11 @@ class AffinityTracker:
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer, got {every!r}")
         self.model, self.losses, self.every = model, dict(losses), every
-        self.lookahead = resolve_lookahead(lookahead, optimizer)
+        self.lookahead = resolve_signal(lookahead, optimizer)
         # resolved once: a model that needs shared= fails here, not at the first step()
         self.shared = shared_parameter_names(model, shared)
-        self.options = dict(
-            shared=self.shared,
-            optimizer=optimizer,
-            lr=lr,
-            lookahead=self.lookahead,
-            **lookahead_options,
-        )
+        self.options = dict(shared=self.shared, optimizer=optimizer, lr=lr)
+        self._measure = SignalMeasurer(self.lookahead, len(self.losses), **lookahead_options)
         self.steps_seen = 0
         self._steps: list[int] = []
         self._lrs: list[float] = []
@@ -81,7 +74,7 @@ class AffinityTracker:
         if step % self.every:
             return None
         try:
-            measured = measure_lookahead(self.model, inputs, targets, self.losses, **self.options)
+            measured = self._measure(self.model, inputs, targets, self.losses, **self.options)
         except NonFiniteError as e:  # name the step: the measurement itself cannot know it
             raise e.at_step(step) from None
         self._steps.append(step)

@@ -70,6 +70,63 @@ SIGNALS = {
         "> 0: the gradients are aligned (a step for one helps the other); < 0: they conflict",
         "1 by definition",
     ),
+    "representation": Signal(
+        "representation",
+        "first-order, representation gradients",
+        "Z[i, j] ≈ η r_i·r_j / L_j, r = ∂L/∂h (trunk output)",
+        "Z[i, j] ≈ η r_i·r_j / L_j, the first-order estimate read off the Gramian of the "
+        "per-task gradients r_i = ∂L_i/∂h with respect to the trunk's output h (summed over "
+        "the batch; only the heads are differentiated)",
+        "> 0: to first order, a step of the representation for source task i lowers target "
+        "task j's loss",
+        "η |r_i|² / L_i",
+    ),
+    "representation_cosine": Signal(
+        "representation_cosine",
+        "representation-gradient cosine",
+        "cos(r_i, r_j), r = ∂L/∂h (trunk output)",
+        "Z[i, j] = cos(r_i, r_j) of the per-task gradients with respect to the trunk's output "
+        "(summed over the batch; only the heads are differentiated)",
+        "> 0: the tasks pull the representation the same way; < 0: they conflict",
+        "1 by definition",
+    ),
+    "sketch": Signal(
+        "sketch",
+        "first-order, sketched gradients",
+        "Z[i, j] ≈ η (Sᵀg_i)·(Sᵀg_j) / L_j",
+        "Z[i, j] ≈ η (Sᵀg_i)·(Sᵀg_j) / L_j: the first-order estimate with the shared-parameter "
+        "gradients projected by a fixed random sketch S (unbiased for g_i·g_j)",
+        "> 0: to first order, the step of source task i lowers target task j's loss",
+        "η |Sᵀg_i|² / L_i",
+    ),
+    "sketch_cosine": Signal(
+        "sketch_cosine",
+        "sketched gradient cosine",
+        "cos(Sᵀg_i, Sᵀg_j)",
+        "Z[i, j] = cos(Sᵀg_i, Sᵀg_j), the cosine of the shared-parameter gradients projected "
+        "by a fixed random sketch S",
+        "> 0: the gradients are aligned; < 0: they conflict",
+        "1 by definition",
+    ),
+    "linearised": Signal(
+        "linearised",
+        "linearised SGD lookahead",
+        "Z[i, j] = 1 − L_j(f_j − η J_j S Sᵀ g_i) / L_j(f_j)",
+        "Z[i, j] = 1 − L_j(f_j − η J_j S Sᵀ g_i) / L_j(f_j): the SGD lookahead on the model "
+        "linearised in its shared parameters (J the Jacobian of the outputs, S a random "
+        "sketch), in the spirit of Grad-TAG",
+        _LOOKAHEAD_SIGN,
+        "each task's own improvement from its step",
+    ),
+    "sampled": Signal(
+        "sampled",
+        "lookahead, sampled sources",
+        "Z[i, j] = 1 − L_j(after the step on L_i) / L_j(before), m of n sources per step",
+        "the exact lookahead measured for m of the n source tasks per step (weighted n/m, so "
+        "the mean over steps is unbiased for the full matrix)",
+        _LOOKAHEAD_SIGN,
+        "each task's own improvement from its step",
+    ),
 }
 
 UNKNOWN = Signal(
