@@ -887,9 +887,8 @@ def held_out_phase(args: argparse.Namespace) -> dict:
         )
     summary["recipe"] = args.recipe
     summary["seconds"] = round(time.perf_counter() - started, 1)
-    affinities = {
-        s: load_affinities(args.affinity_out or args.out, s, digest) for s in summary["seeds"]
-    }
+    # every requested seed's matrices (files, else the kept digest), scored yet or not
+    affinities = {s: load_affinities(args.affinity_out or args.out, s, digest) for s in args.seeds}
     text = format_held_out(summary)
     print(text)
     results.mkdir(parents=True, exist_ok=True)
