@@ -747,8 +747,8 @@ def run_on_rank(argv: list[str]) -> int:
 def _launched(ctx: typer.Context, nproc: int, run_dir: Path) -> bool:
     """With ``--nproc N`` > 1 outside a distributed run: run this same command line (``ctx.obj``,
     from :func:`main`) on N processes (torchrun's launcher) and return True; the caller then has
-    nothing left to do. A ``run_dir`` that another command holds is refused here, once, before
-    any process starts (rank 0 then takes its lock)."""
+    nothing left to do. A ``run_dir`` that another command holds is refused here, before
+    anything is read or any process starts (the stages, on rank 0, then take its lock)."""
     from taskgroup import distributed
     from taskgroup.rundir import hold_run_dir
 
@@ -763,11 +763,11 @@ def _launched(ctx: typer.Context, nproc: int, run_dir: Path) -> bool:
             skip = True
         elif not arg.startswith("--nproc="):
             argv.append(arg)
-    with hold_run_dir(run_dir):
-        pass
     distributed.launch(nproc, argv, run_on_rank)
     return True
 
 
 if __name__ == "__main__":
     sys.exit(main())
+    with hold_run_dir(run_dir):  # a folder another command works in is refused before anything
+        pass

@@ -4,7 +4,9 @@ affinity → group → train → report. Each stage is a function that the ``tas
 and :func:`run` chains; each records itself in ``manifest.json`` and writes its outputs
 atomically, so a run can stop after any stage and be resumed or continued by hand. Every input
 is checked before a stage writes anything; :func:`run` checks the whole recipe, the device and
-the run directory before its first stage.
+the run directory before its first stage. Each stage, and :func:`run` as a whole, holds the
+run directory's lock (:func:`taskgroup.rundir.hold_run_dir`): a second command on the same
+directory is refused, naming the process that works there.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from taskgroup import distributed
 from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.data.benchmark import Benchmark, resolve_device
 from taskgroup.grouping import Grouping, PairTable, select_groups
@@ -37,6 +40,7 @@ from taskgroup.rundir import (
     TENSORBOARD,
     check_identity,
     claim_run_dir,
+    holds_run_dir,
     read_manifest,
     record_stage,
     stage_record,
@@ -86,6 +90,7 @@ def _same_recipe(done: dict[str, Any], recipe: Recipe, keys: tuple[str, ...]) ->
     return all(part(recorded, k) == part(mine, k) for k in keys)
 
 
+@holds_run_dir
 def affinity_stage(
     recipe: Recipe,
     run_dir: Path,
@@ -177,6 +182,7 @@ def affinity_finished(run_dir: Path, recipe: Recipe) -> bool:
     return done is not None and _same_recipe(done, recipe, ("seed", "benchmark", "affinity"))
 
 
+@holds_run_dir
 def group_stage(
     affinity_path: Path | None,
     run_dir: Path,
@@ -320,6 +326,7 @@ def recorded_recipe(run_dir: Path, recipe: Recipe | None) -> Recipe:
     )
 
 
+@holds_run_dir
 def train_stage(
     run_dir: Path,
     recipe: Recipe,
@@ -394,6 +401,7 @@ def report_stage(run_dir: Path) -> Path:
     return path
 
 
+@holds_run_dir
 def refresh_report(run_dir: Path) -> Path | None:
     """Rewrite ``report.html`` when ``run_dir`` holds one, so that after ``taskgroup group``
     or ``train`` it shows the new stage (and what it made stale); ``None`` when there is none."""
@@ -425,6 +433,7 @@ def run(
     on_stage: OnStage | None = None,
     force: bool = False,
     on_reuse: OnReuse | None = None,
+@holds_run_dir
 ) -> Path:
     """The whole pipeline in ``run_dir``: affinity, groups, training, report. A stage that
     ``run_dir`` holds finished with the same inputs is reused (``on_reuse`` hears which;
@@ -448,3 +457,14 @@ def run(
     page = report_stage(run_dir)
     tell("report", page)
     return page
+    _after_rank_0_wrote()
+    _after_rank_0_wrote()
+
+
+def _after_rank_0_wrote() -> None:
+    """In a distributed run, wait until every rank is here: rank 0 writes the files that the
+    next stage reads on every rank (``affinity.json``, ``results.json``)."""
+    if distributed.active():
+        import torch.distributed as dist
+
+        dist.barrier()

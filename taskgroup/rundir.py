@@ -8,8 +8,19 @@ module is the only place their names are written; every stage and the report rea
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import functools
+import inspect
+import json
+import os
 import platform
+import socket
 import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,9 +29,17 @@ import numpy as np
 import torch
 
 from taskgroup._version import __version__
-from taskgroup.storage import read_json, write_json
+from taskgroup.storage import (
+    make_folders,
+    named_error,
+    read_json,
+    remove_empty_folders,
+    remove_temporaries,
+    write_json,
+)
 
 MANIFEST = "manifest.json"
+LOCK = "taskgroup.lock"  # held while a command works in the directory: who holds it, as JSON
 AFFINITY = "affinity.json"
 GROUPS = "groups.json"
 RESULTS = "results.json"
@@ -30,6 +49,10 @@ LOG = "log.jsonl"
 TENSORBOARD = "tensorboard"
 TRAIN = "train"  # one folder per trained network: TRAIN/<group_key>/
 INIT = "init{}"  # initialisation k > 0 of a multi-seed run: TRAIN/init<k>/<group_key>/
+# a forced retrain (train_groups(force=True)) first lists the networks it replaces in RETIRED_KEYS,
+# then moves their folders into RETIRED and deletes it; a killed one is finished by the next call
+RETIRED = ".retired"
+RETIRED_KEYS = ".retired.json"
 # inside a network's folder
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
@@ -78,6 +101,11 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     manifest = read_json(path) if path.exists() else {}
     if not isinstance(manifest, dict):
         raise ValueError(f"{path}: not a taskgroup manifest (expected a JSON object)")
+    stages = manifest.get("stages", {})
+    if not isinstance(stages, dict) or not all(isinstance(r, dict) for r in stages.values()):
+        raise ValueError(f"{path}: not a taskgroup manifest ('stages' must map names to objects)")
+    if not isinstance(manifest.get("run", {}), dict):
+        raise ValueError(f"{path}: not a taskgroup manifest ('run' must be an object)")
     return manifest
 
 
@@ -156,3 +184,221 @@ def claim_run_dir(run_dir: str | Path, identity: dict[str, Any]) -> None:
 def run_identity(run_dir: str | Path) -> dict[str, Any] | None:
     """The run identity recorded by :func:`claim_run_dir`, or ``None``."""
     return read_manifest(run_dir).get("run")
+
+
+class StaleLockWarning(UserWarning):
+    """A run directory's lock was left by a process that is gone, and is taken over."""
+
+
+class RunDirBusy(ValueError):
+    """Another live process holds the run directory's lock (the message names it)."""
+
+
+_held: dict[str, list] = {}  # run directories this process holds: real path -> [fd, depth]
+
+
+@contextlib.contextmanager
+def hold_run_dir(run_dir: str | Path) -> Iterator[Path]:
+    """Hold ``run_dir``'s lock (``run_dir/taskgroup.lock``) while the block runs, so that one
+    command at a time works in a run directory.
+
+    Refuses with :class:`RunDirBusy` (a ``ValueError``, one line naming the holder's process id
+    and host; nothing touched) while another live process holds it. A lock left by a process
+    that is gone (killed, crashed) is taken over, with a :class:`StaleLockWarning` that says
+    so. The lock is an ``fcntl.flock`` on the file, which the system releases when its process
+    dies however it dies; where the file system has no ``flock``, a holder recorded on this
+    host is taken over once its process id is gone. Nested holds in one process share the
+    lock; in a torch.distributed run only rank 0 takes it (the ranks of one run work together).
+
+    Before the block runs it also refuses a run directory that is a symbolic link, or that
+    holds one leading outside it (taskgroup writes only inside the run directory), and removes
+    the temporary files that killed writes left behind. The folders it had to create are
+    removed again when the block leaves them empty (a command that fails its checks leaves no
+    run directory)."""
+    from taskgroup.distributed import is_writer
+
+    run_dir = Path(run_dir)
+    if not is_writer():
+        yield run_dir
+        return
+    _check_not_a_link(run_dir)
+    key = os.path.realpath(run_dir)
+    if key in _held:
+        _held[key][1] += 1
+        try:
+            yield run_dir
+        finally:
+            _held[key][1] -= 1
+        return
+    created = make_folders(run_dir)
+    try:
+        fd = _acquire(run_dir)
+    except BaseException:
+        remove_empty_folders(created)
+        raise
+    _held[key] = [fd, 1]
+    try:
+        check_contained(run_dir)
+        remove_temporaries(run_dir)
+        yield run_dir
+    finally:
+        del _held[key]
+        _release(run_dir / LOCK, fd)
+        remove_empty_folders(created)
+
+
+def holds_run_dir(function: Callable) -> Callable:
+    """Decorate ``function`` (which has a ``run_dir`` parameter) to run inside
+    :func:`hold_run_dir` of that run directory."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def held(*args, **kwargs):
+        run_dir = signature.bind(*args, **kwargs).arguments["run_dir"]
+        with hold_run_dir(run_dir):
+            return function(*args, **kwargs)
+
+    return held
+
+
+def _check_not_a_link(run_dir: Path) -> None:
+    if run_dir.is_symlink():
+        raise ValueError(
+            f"{run_dir} is a symbolic link (to {os.path.realpath(run_dir)}); taskgroup writes "
+            f"only into a real folder: give the folder itself as the run directory"
+        )
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: not a directory")
+
+
+def check_contained(run_dir: str | Path) -> None:
+    """``ValueError`` naming the first symbolic link under ``run_dir`` that leads outside it
+    (a file or a folder that taskgroup would write through to elsewhere)."""
+    root = os.path.realpath(run_dir)
+    for folder, folders, files in os.walk(run_dir):
+        for name in [*folders, *files]:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                continue
+            target = os.path.realpath(path)
+            if os.path.commonpath([root, target]) != root:
+                raise ValueError(
+                    f"{path} is a symbolic link to {target}, outside the run directory "
+                    f"{run_dir}; taskgroup writes only inside it: remove the link or choose "
+                    f"another run directory"
+                )
+
+
+def _acquire(run_dir: Path) -> int:
+    """Take ``run_dir/LOCK``: its open file descriptor, holding the lock and naming this
+    process. A lock file that its holder deletes while we open it is opened again."""
+    path = run_dir / LOCK
+    for _ in range(20):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise named_error(e, path) from None
+        try:
+            if _lock_or_holder(fd, run_dir) and _still_at(fd, path):
+                _claim(fd, path, run_dir)
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise RunDirBusy(f"{run_dir}: its lock {LOCK} keeps changing hands; try again")
+
+
+def _lock_or_holder(fd: int, run_dir: Path) -> bool:
+    """Lock ``fd`` or raise :class:`RunDirBusy` naming the live holder."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        raise RunDirBusy(_busy(run_dir, _holder(fd, wait=True))) from None
+    except OSError as e:  # no flock on this file system: judge by the recorded holder
+        if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise named_error(e, run_dir / LOCK) from None
+    holder = _holder(fd, wait=False)
+    if holder and (holder.get("host") != socket.gethostname() or _alive(holder.get("pid"))):
+        raise RunDirBusy(_busy(run_dir, holder))
+    return True
+
+
+def _still_at(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (its holder may have deleted it on release
+    between our open and our lock)."""
+    try:
+        return os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _claim(fd: int, path: Path, run_dir: Path) -> None:
+    """Record this process as the holder, saying so when it takes over from a dead one."""
+    previous = _holder(fd, wait=False)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": now(), "argv": sys.argv}
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
+    except OSError as e:
+        path.unlink(missing_ok=True)
+        raise named_error(e, path) from None
+    if previous is not None:
+        warnings.warn(
+            StaleLockWarning(
+                f"{run_dir}: taking over the lock of process {previous.get('pid', '?')} on "
+                f"{previous.get('host', '?')}, which is gone (killed or crashed); its files "
+                f"are kept and the run resumes from them"
+            ),
+            stacklevel=2,
+        )
+
+
+def _holder(fd: int, *, wait: bool) -> dict | None:
+    """What the lock file says of its holder (``{}`` when unreadable; ``None`` when empty).
+    With ``wait``, give a holder that has just locked a moment to write its name."""
+    for _ in range(20 if wait else 1):
+        text = os.pread(fd, 4096, 0)
+        if text:
+            try:
+                holder = json.loads(text)
+            except (ValueError, RecursionError):
+                return {}
+            return holder if isinstance(holder, dict) else {}
+        if wait:
+            time.sleep(0.01)
+    return None
+
+
+def _busy(run_dir: Path, holder: dict | None) -> str:
+    who = (
+        f"process {holder.get('pid', '?')} on {holder.get('host', '?')}, since "
+        f"{holder.get('since', '?')}"
+        if holder
+        else "another process"
+    )
+    return (
+        f"{run_dir} is in use by another taskgroup command ({who}); wait for it to finish "
+        f"or stop it, then run this command again"
+    )
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _release(path: Path, fd: int) -> None:
+    """Delete the lock file while still holding it, then let go."""
+    with contextlib.suppress(OSError):
+        if _still_at(fd, path):
+            path.unlink()
+    os.close(fd)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import warnings
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -101,9 +102,22 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; ``ValueError`` naming the file when it is
-    corrupt or holds anything but tensors and plain containers."""
+    corrupt, is not a dict, or holds anything but tensors and plain containers (a pickle that
+    would import or call anything, e.g. one crafted to run code, is refused unexecuted)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        with warnings.catch_warnings():  # torch's note on an unusual pickle protocol
+            warnings.simplefilter("ignore", UserWarning)
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(
+            f"{path}: refused: it holds Python objects other than tensors, numbers, strings and "
+            f"containers, and loading those could run code from the file"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"{path}: unreadable checkpoint ({message})") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(
+            f"{path}: not a taskgroup checkpoint (a {type(loaded).__name__}, not a dict)"
+        )
+    return loaded

@@ -6,6 +6,11 @@ Every record goes to ``RUN_DIR/log.jsonl`` as one JSON object per line (``{"time
 also go to ``RUN_DIR/tensorboard/<run>/`` (``tensorboard --logdir RUN_DIR/tensorboard``).
 A resumed run appends after what was already logged; readers keep the last record of a
 (run, step, kind).
+
+Both are written synchronously through :class:`taskgroup.storage.AppendFile`: a record is on
+disk when the call returns (a kill loses nothing logged before it), a full disk raises
+``OSError`` at once and leaves no partial record, and a line torn by a kill mid-write is
+skipped by :func:`read_log` without losing the records after it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
+import struct
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +27,7 @@ from typing import Any
 
 from taskgroup.distributed import is_writer
 from taskgroup.rundir import LOG, TENSORBOARD
+from taskgroup.storage import AppendFile, make_folders
 
 
 def _finite(value: float) -> float | None:
@@ -40,32 +48,33 @@ class EventLog:
         self, run_dir: str | Path | None, stage: str, run: str, *, tensorboard: bool = True
     ) -> None:
         self.stage, self.run = stage, run
-        self._fd: int | None = None
-        self._writer = None
+        self._log: AppendFile | None = None
+        self._writer: TensorBoardFile | None = None
         if run_dir is None or not is_writer():  # in a distributed run, rank 0 logs
             return
         run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(run_dir / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        make_folders(run_dir)
+        self._log = AppendFile(run_dir / LOG, lines=True)
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(run_dir / TENSORBOARD / stage / run))
+            try:
+                self._writer = TensorBoardFile(run_dir / TENSORBOARD / stage / run)
+            except BaseException:
+                self.close()
+                raise
 
     def scalars(self, step: int, kind: str, values: Mapping[str, float]) -> None:
         """Log ``values`` (name -> number) of ``kind`` (``"loss"``, ``"weight"``, ``"val"``...)
         at ``step``. Non-finite numbers are written as ``null`` to the JSONL log."""
-        if self._fd is None:
+        if self._log is None:
             return
         clean = {name: float(v) for name, v in values.items()}
         self._append(step, kind, {name: _finite(v) for name, v in clean.items()})
         if self._writer is not None:
-            for name, v in clean.items():
-                self._writer.add_scalar(f"{kind}/{name}", v, step)
+            self._writer.scalars(step, {f"{kind}/{name}": v for name, v in clean.items()})
 
     def event(self, step: int, kind: str, values: Mapping[str, Any]) -> None:
         """Log a non-scalar record (e.g. ``"resumed"``, ``"finished"``) to the JSONL log only."""
-        if self._fd is not None:
+        if self._log is not None:
             self._append(step, kind, dict(values))
 
     def _append(self, step: int, kind: str, values: dict[str, Any]) -> None:
@@ -77,21 +86,63 @@ class EventLog:
             "kind": kind,
             "values": values,
         }
-        os.write(self._fd, (json.dumps(record, allow_nan=False) + "\n").encode())
+        self._log.append((json.dumps(record, allow_nan=False) + "\n").encode())
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def __enter__(self) -> EventLog:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class TensorBoardFile:
+    """One TensorBoard event file in ``folder`` (``events.out.tfevents.<time>.<host>.<pid>.<n>``,
+    TensorBoard's naming), written synchronously record by record through
+    :class:`~taskgroup.storage.AppendFile`: TensorBoard's own writer flushes from a background
+    thread, which would hide a full disk until later and report it with a traceback."""
+
+    _files = 0  # files opened by this process: the <n> of their names
+
+    def __init__(self, folder: str | Path) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event
+
+        make_folders(folder)
+        TensorBoardFile._files += 1
+        name = (
+            f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
+            f"{os.getpid()}.{TensorBoardFile._files}"
+        )
+        self.path = Path(folder) / name
+        self._file = AppendFile(self.path)
+        self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def scalars(self, step: int, values: Mapping[str, float]) -> None:
+        """One event at ``step`` holding every ``tag -> value`` of ``values``."""
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        summary = Summary(value=[Summary.Value(tag=t, simple_value=v) for t, v in values.items()])
+        self._write(Event(wall_time=time.time(), step=step, summary=summary))
+
+    def _write(self, event) -> None:
+        """TFRecord framing: length, its masked CRC-32C, the data, its masked CRC-32C."""
+        from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+        data = event.SerializeToString()
+        header = struct.pack("<Q", len(data))
+        footer = struct.pack("<I", masked_crc32c(data))
+        self._file.append(header + struct.pack("<I", masked_crc32c(header)) + data + footer)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
