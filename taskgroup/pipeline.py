@@ -392,6 +392,7 @@ def train_finished(run_dir: Path, recipe: Recipe, groups: Sequence[Sequence[str]
     return results.grouping_fingerprint == groups_fingerprint(groups)
 
 
+@holds_run_dir
 def report_stage(run_dir: Path) -> Path:
     """Write ``report.html`` from what the run directory holds."""
     if not run_dir.is_dir():
@@ -401,7 +402,6 @@ def report_stage(run_dir: Path) -> Path:
     return path
 
 
-@holds_run_dir
 def refresh_report(run_dir: Path) -> Path | None:
     """Rewrite ``report.html`` when ``run_dir`` holds one, so that after ``taskgroup group``
     or ``train`` it shows the new stage (and what it made stale); ``None`` when there is none."""
@@ -424,6 +424,7 @@ def check_run(recipe: Recipe, run_dir: Path, device: str | None) -> Benchmark:
     return bench
 
 
+@holds_run_dir
 def run(
     recipe: Recipe,
     run_dir: Path,
@@ -433,7 +434,6 @@ def run(
     on_stage: OnStage | None = None,
     force: bool = False,
     on_reuse: OnReuse | None = None,
-@holds_run_dir
 ) -> Path:
     """The whole pipeline in ``run_dir``: affinity, groups, training, report. A stage that
     ``run_dir`` holds finished with the same inputs is reused (``on_reuse`` hears which;
@@ -448,17 +448,17 @@ def run(
         "affinity",
         affinity_stage(recipe, run_dir, bench=bench, progress=progress, device=device, **common),
     )
+    _after_rank_0_wrote()
     chosen, curve = group_stage(run_dir / AFFINITY, run_dir, recipe.group, **common)
     tell("group", (chosen, curve))
     results = train_stage(
         run_dir, recipe, chosen.groups, bench=bench, progress=progress, device=device, **common
     )
     tell("train", results)
+    _after_rank_0_wrote()
     page = report_stage(run_dir)
     tell("report", page)
     return page
-    _after_rank_0_wrote()
-    _after_rank_0_wrote()
 
 
 def _after_rank_0_wrote() -> None:
