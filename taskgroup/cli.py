@@ -753,6 +753,8 @@ def _launched(ctx: typer.Context, nproc: int, run_dir: Path) -> bool:
     from taskgroup.rundir import hold_run_dir
 
     _positive("--nproc", nproc)
+    with hold_run_dir(run_dir):  # a folder another command works in is refused before anything
+        pass
     if nproc == 1 or distributed.active():
         return False
     argv, skip = [], False
