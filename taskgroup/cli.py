@@ -14,7 +14,13 @@ import typer
 
 from taskgroup.recipe import DEFAULT_RECIPE, Recipe, load_recipe
 from taskgroup.rundir import GROUPS, PAIRS
-from taskgroup.settings import AffinitySettings, GroupSettings, SettingError, TrainSettings
+from taskgroup.settings import (
+    AffinitySettings,
+    GroupSettings,
+    SettingError,
+    Settings,
+    TrainSettings,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -26,6 +32,17 @@ app = typer.Typer(
 
 
 RUNS = Path("runs")  # where a run directory goes without --out: RUNS/<recipe name>
+
+
+def recipe_help(settings: type[Settings], name: str) -> str:
+    """The help of an option of a recipe-backed command (``affinity``, ``train``, ``run``):
+    left out, it takes the recipe's value, so the settings' default (:meth:`Settings.help`)
+    is shown only as what a recipe without that key gets — never as the value a run uses
+    (the packaged multidigits recipe sets its own lookahead, budget, steps, ...)."""
+    text, _, default = settings.help(name).rpartition(" [default: ")
+    return f"{text} [default: the recipe's; a recipe without it: {default}"
+
+
 # Options shared by several commands, declared once. Every option's help ends with its default:
 # typer shows a plain default itself; where the default is None, the help says what it means.
 RecipeArgument = Annotated[
@@ -51,8 +68,8 @@ DataRootOption = Annotated[
     ),
 ]
 NprocOption = Annotated[int, typer.Option(help="processes (torch.distributed, DDP)")]
-WorkersOption = Annotated[int | None, typer.Option(help=TrainSettings.help("workers"))]
-SeedsOption = Annotated[int | None, typer.Option(help=TrainSettings.help("seeds"))]
+WorkersOption = Annotated[int | None, typer.Option(help=recipe_help(TrainSettings, "workers"))]
+SeedsOption = Annotated[int | None, typer.Option(help=recipe_help(TrainSettings, "seeds"))]
 ProgressOption = Annotated[bool, typer.Option(help="show progress bars")]
 ForceOption = Annotated[
     bool,
@@ -139,9 +156,11 @@ def affinity(
             help="comma-separated task names [default: the recipe's, else all the benchmark's]"
         ),
     ] = None,
-    steps: Annotated[int | None, typer.Option(help=AffinitySettings.help("steps"))] = None,
-    every: Annotated[int | None, typer.Option(help=AffinitySettings.help("every"))] = None,
-    lookahead: Annotated[str | None, typer.Option(help=AffinitySettings.help("lookahead"))] = None,
+    steps: Annotated[int | None, typer.Option(help=recipe_help(AffinitySettings, "steps"))] = None,
+    every: Annotated[int | None, typer.Option(help=recipe_help(AffinitySettings, "every"))] = None,
+    lookahead: Annotated[
+        str | None, typer.Option(help=recipe_help(AffinitySettings, "lookahead"))
+    ] = None,
     out: OutOption = None,
     seed: SeedOption = None,
     data_root: DataRootOption = None,
@@ -380,7 +399,9 @@ def _budgets(text: str) -> list[float]:
 def train(
     ctx: typer.Context,
     run_dir: Annotated[Path, typer.Argument(help="run directory (with groups.json)")],
-    aggregator: Annotated[str | None, typer.Option(help=TrainSettings.help("aggregator"))] = None,
+    aggregator: Annotated[
+        str | None, typer.Option(help=recipe_help(TrainSettings, "aggregator"))
+    ] = None,
     groups: Annotated[
         Path | None,
         typer.Option(help=f'groups file, JSON {{"groups": [[...]]}} [default: RUN_DIR/{GROUPS}]'),
@@ -389,9 +410,11 @@ def train(
         str | None,
         typer.Option(help="recipe, when RUN_DIR records none [default: the one RUN_DIR records]"),
     ] = None,
-    steps: Annotated[int | None, typer.Option(help=TrainSettings.help("steps"))] = None,
+    steps: Annotated[int | None, typer.Option(help=recipe_help(TrainSettings, "steps"))] = None,
     workers: WorkersOption = None,
-    baselines: Annotated[bool | None, typer.Option(help=TrainSettings.help("baselines"))] = None,
+    baselines: Annotated[
+        bool | None, typer.Option(help=recipe_help(TrainSettings, "baselines"))
+    ] = None,
     seeds: SeedsOption = None,
     device: DeviceOption = None,
     nproc: NprocOption = 1,
@@ -399,9 +422,9 @@ def train(
     force: Annotated[
         bool,
         typer.Option(
-            help="make results.json again even when it holds these groups trained with the "
-            "same settings (finished networks are still not retrained: remove "
-            "RUN_DIR/train/<network>/ to retrain one)"
+            help="retrain every network of the groups and baselines from scratch, even when "
+            "results.json holds them trained with the same settings (the old results and "
+            "networks are removed first; a killed forced retrain resumes without --force)"
         ),
     ] = False,
 ) -> None:
@@ -409,7 +432,8 @@ def train(
 
     Writes results.json (per-task metrics, Δm, cost), results.png, checkpoints under train/,
     log.jsonl and tensorboard/. Run it again to resume: finished networks are not retrained,
-    and results of the same groups and settings are reused unless --force is given.
+    and results of the same groups and settings are reused, unless --force is given (then
+    every network is retrained).
     An option left out takes the recipe's value; the default shown is what a recipe without
     that key gets.
     """
@@ -482,9 +506,13 @@ def run(
     recipe: RecipeArgument = None,
     out: OutOption = None,
     seed: SeedOption = None,
-    budget: Annotated[int | None, typer.Option(help=GroupSettings.help("budget"))] = None,
-    lookahead: Annotated[str | None, typer.Option(help=AffinitySettings.help("lookahead"))] = None,
-    aggregator: Annotated[str | None, typer.Option(help=TrainSettings.help("aggregator"))] = None,
+    budget: Annotated[int | None, typer.Option(help=recipe_help(GroupSettings, "budget"))] = None,
+    lookahead: Annotated[
+        str | None, typer.Option(help=recipe_help(AffinitySettings, "lookahead"))
+    ] = None,
+    aggregator: Annotated[
+        str | None, typer.Option(help=recipe_help(TrainSettings, "aggregator"))
+    ] = None,
     workers: WorkersOption = None,
     seeds: SeedsOption = None,
     data_root: DataRootOption = None,
@@ -494,15 +522,15 @@ def run(
     force: Annotated[
         bool,
         typer.Option(
-            help="measure, select and gather the results again even where the run directory "
-            "holds them finished with the same inputs (finished networks are not retrained)"
+            help="measure, select and train again even where the run directory holds the "
+            "stages finished with the same inputs (every network is retrained)"
         ),
     ] = False,
 ) -> None:
     """The whole pipeline: affinity → group → train → report, in one run directory.
 
     Run it again on the same --out to resume: a stage finished with the same inputs is reused
-    (unless --force is given) and finished networks are not retrained. An option left out
+    and finished networks are not retrained (unless --force is given). An option left out
     takes the recipe's value; the default shown is what a recipe without that key gets.
     """
     from taskgroup import pipeline

@@ -343,19 +343,28 @@ def train_stage(
 
     When ``run_dir`` holds results of these groups with the same benchmark, seed and
     ``[train]`` settings (``workers`` aside), they are returned as they are and nothing is
-    written (``on_reuse`` hears :func:`reuse_line`), unless ``force``: then ``results.json``
-    and its plot are made again from the networks (a finished network is still not retrained:
-    remove its folder under ``train/`` to retrain it)."""
+    written (``on_reuse`` hears :func:`reuse_line`), unless ``force``: then every network of
+    the groups and baselines is retrained from scratch (``train_groups(force=True)``: the old
+    ``results.json``, its plot and those networks are removed first, so a killed forced retrain
+    leaves no old results, and rerunning the stage resumes the new trainings)."""
     bench = bench or recipe.load_benchmark()
     groups = check_groups(groups, bench.tasks.names)
     identity = recipe.identity(bench)
     if not force and check_identity(run_dir, identity) and train_finished(run_dir, recipe, groups):
-        _reuse("train", run_dir / RESULTS, on_reuse, "makes it again from the networks")
+        _reuse("train", run_dir / RESULTS, on_reuse, "retrains the networks")
         return GroupResults.load(run_dir / RESULTS)
     claim_run_dir(run_dir, identity)
+    if force:
+        (run_dir / RESULTS_PLOT).unlink(missing_ok=True)
     started = time.perf_counter()
     results = train_groups(
-        bench, groups, settings=recipe.train, out=run_dir, progress=progress, device=device
+        bench,
+        groups,
+        settings=recipe.train,
+        out=run_dir,
+        progress=progress,
+        device=device,
+        force=force,
     )
     seconds = time.perf_counter() - started
     figures = {}
@@ -437,7 +446,8 @@ def run(
 ) -> Path:
     """The whole pipeline in ``run_dir``: affinity, groups, training, report. A stage that
     ``run_dir`` holds finished with the same inputs is reused (``on_reuse`` hears which;
-    ``force``: every stage is made again), and finished networks are never retrained.
+    ``force``: every stage is made again, every network retrained; otherwise finished networks
+    are never retrained).
     ``on_stage(name, result)`` hears of each stage as it ends (``"affinity"``: the matrix,
     ``"group"``: ``(grouping, sweep)``, ``"train"``: the results, ``"report"``: the page's
     path). Returns the path of ``report.html``."""

@@ -63,8 +63,44 @@ def test_defaults_not_settings_are_named(capsys):
     # a flag's default shows once, from its setting
     assert shown["group"].count("[default: false]") == 2
     assert "no-partition]" not in shown["group"] and "no-sweep]" not in shown["group"]
-    assert f"[default: {AffinitySettings().lookahead}]" in shown["affinity"]
-    assert f"[default: {GroupSettings().budget}]" in shown["run"]
+    # a recipe-backed option's settings default shows as what a recipe without the key gets
+    assert f"a recipe without it: {AffinitySettings().lookahead}]" in shown["affinity"]
+    assert f"a recipe without it: {GroupSettings().budget}]" in shown["run"]
+
+
+RECIPE_BACKED = {  # command -> option -> the recipe table that sets it
+    "affinity": {"--steps": "affinity", "--every": "affinity", "--lookahead": "affinity"},
+    "train": {"--aggregator": "train", "--steps": "train", "--workers": "train"},
+    "run": {"--budget": "group", "--lookahead": "affinity", "--aggregator": "train"},
+}
+RECIPE_BACKED["train"] |= {"--baselines": "train", "--seeds": "train"}
+RECIPE_BACKED["run"] |= {"--workers": "train", "--seeds": "train"}
+
+
+def test_recipe_backed_options_never_show_a_default_the_recipe_overrides():
+    """A left-out option of affinity, train or run takes the recipe's value (the packaged
+    multidigits recipe's lookahead is cosine, its budget 3): the help says so, and shows the
+    settings' default only as what a recipe without that key gets."""
+    from taskgroup.recipe import DEFAULT_RECIPE, load_recipe
+
+    packaged = load_recipe(DEFAULT_RECIPE)
+    records = {(name, option): text for name, _, option, text in _help_records()}
+    overridden = 0
+    for command, options in RECIPE_BACKED.items():
+        for option, table in options.items():
+            text = " ".join(records[command, option].split())
+            key = option.removeprefix("--")
+            settings = getattr(packaged, table)
+            default = getattr(type(settings)(), key)
+            shown = "the benchmark's" if default is None else str(default).lower()
+            assert text.endswith(f"[default: the recipe's; a recipe without it: {shown}]"), (
+                command,
+                option,
+                text,
+            )
+            assert f"[default: {shown}]" not in text
+            overridden += getattr(settings, key) != default
+    assert overridden >= 3  # the packaged recipe does set lookahead, budget, steps...
 
 
 def test_flags_left_out_take_the_settings_default(tmp_path):

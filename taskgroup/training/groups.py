@@ -5,6 +5,15 @@
 aggregator). Each task is served by the network, among the groups that hold it, with the lowest
 validation loss on that task, and scored on the test split there. Trainings are independent and
 resumable: each has its own folder under ``OUT/train/`` (see :mod:`taskgroup.training.trainer`).
+
+``force=True`` retrains every network of the call from scratch, and never leaves results of
+the old networks beside new ones: before training it deletes ``OUT/results.json``, writes the
+list of the networks it replaces (``OUT/.retired.json``, atomically), moves each one's folder
+(``train/<key>`` and its TensorBoard run) into ``OUT/.retired/`` and deletes that, then trains
+them all anew. A forced retrain killed at any point leaves no ``results.json`` and no network
+of the old training that it was replacing: the next call on ``OUT`` (forced or not) first
+finishes setting aside what the list names, and then resumes the new trainings. Networks of the
+run directory that the call does not train (other groupings, pair trainings) are kept.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -25,7 +35,14 @@ from tqdm.auto import tqdm
 from taskgroup import distributed
 from taskgroup.data.benchmark import Benchmark
 from taskgroup.grouping.objective import Grouping, check_groups
-from taskgroup.rundir import RESULTS, initialisation_key, network_dir
+from taskgroup.rundir import (
+    RESULTS,
+    RETIRED,
+    RETIRED_KEYS,
+    TENSORBOARD,
+    initialisation_key,
+    network_dir,
+)
 from taskgroup.settings import TrainSettings
 from taskgroup.storage import fingerprint, read_json, write_json
 from taskgroup.training.intervals import CONFIDENCE, DESCRIPTION, Interval, mean_interval, verdict
@@ -384,6 +401,7 @@ def train_groups(
     out: str | os.PathLike | None = None,
     progress: bool | None = None,
     device: torch.device | str | None = None,
+    force: bool = False,
 ) -> GroupResults:
     """Train one network per group of ``grouping`` and, with ``baselines``, every task alone and
     all tasks together; see the module doc.
@@ -410,6 +428,9 @@ def train_groups(
         progress: show progress bars: ``None`` (default) when stderr is a terminal, ``True``
             always, ``False`` never.
         device: where the networks train (default: CUDA when available, else the CPU).
+        force: with ``out``, retrain every network of this call from scratch instead of
+            reading finished ones back (see the module doc: what a killed forced retrain
+            leaves).
 
     Returns :class:`GroupResults`; ``results.delta_m()`` is the Δm of the grouped solution.
     """
@@ -443,6 +464,8 @@ def train_groups(
         for key, job in _jobs(benchmark.tasks.names, groups, init).items()
     }
     run_dir = None if out is None else Path(out)
+    if run_dir is not None:
+        retire_networks(run_dir, list(jobs) if force else [])
     done = train_networks(benchmark, jobs, run_dir, settings.workers, progress, device)
     first, *others = [_gather(benchmark, groups, init, done, k) for k, init in enumerate(inits)]
     results = dataclasses.replace(first, initialisations=tuple(others))
@@ -450,6 +473,42 @@ def train_groups(
     if run_dir is not None:
         results.save(run_dir / RESULTS)
     return results
+
+
+def retire_networks(run_dir: Path, keys: Sequence[str]) -> None:
+    """Set aside and delete the trained networks ``keys`` of ``run_dir`` (folders under
+    ``train/`` and their TensorBoard runs) and its ``results.json``, so that they are trained
+    anew; first finish what a killed earlier call left listed (see the module doc). Only the
+    writing rank acts; in a distributed run the others wait for it."""
+    if distributed.is_writer():
+        _finish_retiring(run_dir)
+        if keys:
+            (run_dir / RESULTS).unlink(missing_ok=True)  # first: no results of old networks
+            write_json(run_dir / RETIRED_KEYS, list(keys))
+            _finish_retiring(run_dir)
+    if distributed.active():
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _finish_retiring(run_dir: Path) -> None:
+    """Move every network listed in ``RETIRED_KEYS`` into ``RETIRED`` (each move one atomic
+    rename), drop the list, then delete ``RETIRED``: idempotent, so a kill at any point is
+    finished by the next call."""
+    journal, retired = run_dir / RETIRED_KEYS, run_dir / RETIRED
+    if journal.exists():
+        keys = read_json(journal)
+        for i, key in enumerate(keys):
+            places = {"train": network_dir(run_dir, key)}
+            places["tensorboard"] = run_dir / TENSORBOARD / "train" / key
+            for kind, place in places.items():
+                if place.exists():
+                    retired.mkdir(exist_ok=True)
+                    place.rename(retired / f"{i}-{kind}")
+        journal.unlink()
+    if retired.exists():
+        shutil.rmtree(retired)
 
 
 def _log_results(results: GroupResults) -> None:
