@@ -1,8 +1,8 @@
 """report.html: self-contained, escaped, every section; loaded in headless chromium without
-console errors, with the summary box first, the group graph decoded at its full size, no
-comparison whose sign contradicts its "better" marker, and the stale-results banner after a
-regroup (the browser tests are skipped where chromium is not installed; .ci/run installs
-Debian's)."""
+console errors, with the summary box first, the group graph decoded at its full size with every
+task's label inside the image (and inside the graph's drawing area), no comparison whose sign
+contradicts its "better" marker, and the stale-results banner after a regroup (the browser
+tests are skipped where chromium is not installed; .ci/run installs Debian's)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,16 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from matplotlib import rcParams
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from taskgroup.affinity.matrix import AffinityMatrix
 from taskgroup.cli import main
 from taskgroup.pipeline import group_stage
+from taskgroup.report import plots
 from taskgroup.report.html import SECTIONS, render_report
 from taskgroup.report.numbers import improvement
+from taskgroup.report.rundata import read_run
 from taskgroup.settings import GroupSettings
 from taskgroup.training.groups import GroupResults
 
@@ -175,6 +179,63 @@ def test_report_loads_in_chromium_without_console_errors(full_report, tmp_path):
     assert width > 0 and height > 0 and (width, height) == png_size(graph["src"])
 
 
+SAVE_DPI = 110  # the dpi of the report's PNGs (report.plots)
+
+
+def graph_geometry(run_dir) -> tuple[dict[str, tuple], tuple, tuple[int, int]]:
+    """The run's group graph drawn again as the report draws it: each task label's box and the
+    drawing area's box in the pixels of the saved PNG ``(x0, y0, x1, y1)``, origin at the top
+    left, and the PNG's size ``(width, height)`` that this geometry implies (the saved figure's
+    tight bounding box plus its padding, at the report's dpi)."""
+    run = read_run(run_dir)
+    fig = plots.grouping_figure(run.affinity, run.grouping)
+    fig.set_dpi(SAVE_DPI)  # text extents depend on the dpi they are drawn at
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    pad = rcParams["savefig.pad_inches"]
+    tight = fig.get_tightbbox(renderer).padded(pad)  # inches
+    height = tight.height * SAVE_DPI
+
+    def pixels(box) -> tuple[float, float, float, float]:
+        (x0, y0), (x1, y1) = box.get_points() / fig.dpi - [tight.x0, tight.y0]
+        return (x0 * SAVE_DPI, height - y1 * SAVE_DPI, x1 * SAVE_DPI, height - y0 * SAVE_DPI)
+
+    [ax] = fig.axes
+    labels = {t.get_text(): pixels(t.get_window_extent(renderer)) for t in ax.texts if t.get_text()}
+    assert len(labels) == len(run.affinity.tasks)
+    size = (round(tight.width * SAVE_DPI), round(height))
+    return labels, pixels(ax.get_window_extent(renderer)), size
+
+
+def outside(box, area) -> bool:
+    x0, y0, x1, y1 = box
+    return x0 < area[0] - 0.5 or y0 < area[1] - 0.5 or x1 > area[2] + 0.5 or y1 > area[3] + 0.5
+
+
+def test_the_label_check_fails_on_labels_beyond_the_drawing_area(tiny_run, monkeypatch):
+    """Without the report's fitting of the axes to its labels, labels cross the drawing area:
+    the check below sees it."""
+    monkeypatch.setattr(plots, "_fit_texts", lambda fig, ax, texts, points: ax.margins(0))
+    labels, area, _ = graph_geometry(tiny_run)
+    assert any(outside(box, area) for box in labels.values())
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_chromium_shows_every_graph_label_inside_the_image(full_report, tmp_path):
+    dom, console = load_in_chromium(full_report, tmp_path)
+    assert console == [] and 'data-images="ok"' in dom
+    graph = next(img for img in Dom(dom).images if img.get("data-plot") == "graph")
+    shown = tuple(int(v) for v in graph["data-natural"].split("x"))  # as chromium decoded it
+    labels, area, size = graph_geometry(full_report.parent)
+    assert all(abs(a - b) <= 1 for a, b in zip(size, png_size(graph["src"]), strict=True))
+    assert shown == png_size(graph["src"])
+    image = (0, 0, *shown)
+    assert not outside(area, image)  # the drawing area lies inside the image...
+    for name, box in labels.items():  # ...and every task's label inside both
+        assert not outside(box, area) and not outside(box, image), (name, box, area, shown)
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
 def test_no_comparison_in_chromium_has_a_sign_against_its_marker(full_report, tmp_path):
     dom, _ = load_in_chromium(full_report, tmp_path)
@@ -211,7 +272,9 @@ def test_no_comparison_in_chromium_has_a_sign_against_its_marker(full_report, tm
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
 def test_chromium_shows_the_stale_results_banner_after_a_regroup(copy_run, tmp_path):
-    assert main(["group", str(copy_run), "--budget", "1"]) == 0
+    assert main(["group", str(copy_run), "--budget", "1"]) == 0  # the tiny run had budget 2
+    (copy_run / "report.html").unlink()  # `taskgroup report` alone makes the same page
+    assert main(["report", str(copy_run)]) == 0
     dom, console = load_in_chromium(copy_run / "report.html", tmp_path)
     assert console == [] and 'data-images="ok"' in dom
     page = Dom(dom)
