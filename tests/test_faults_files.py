@@ -64,7 +64,7 @@ def test_a_checkpoint_carrying_code_is_refused_unexecuted(tmp_path, payload, for
     if form == "torch.save":
         torch.save({"config": {}, "model": payload}, path)
     else:
-        path.write_bytes(pickle.dumps({"config": {}, "model": payload}))
+        path.write_bytes(pickle.dumps({"config": {}, "model": payload}, protocol=2))
     with pytest.raises(ValueError, match="refused: it holds Python objects") as raised:
         load_checkpoint(path)
     assert str(raised.value).startswith(f"{path}: ") and "\n" not in str(raised.value)

@@ -108,11 +108,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         with warnings.catch_warnings():  # torch's note on an unusual pickle protocol
             warnings.simplefilter("ignore", UserWarning)
             loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ValueError(
-            f"{path}: refused: it holds Python objects other than tensors, numbers, strings and "
-            f"containers, and loading those could run code from the file"
-        ) from None
+    except pickle.UnpicklingError as e:
+        if "global" in str(e).lower():  # a class or function to import: refused, not a torn file
+            raise ValueError(
+                f"{path}: refused: it holds Python objects other than tensors, numbers, strings "
+                f"and containers, and loading those could run code from the file"
+            ) from None
+        raise ValueError(f"{path}: unreadable checkpoint ({str(e).strip()[:200]})") from None
     except (RuntimeError, EOFError, ValueError, OSError) as e:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"{path}: unreadable checkpoint ({message})") from None
