@@ -299,3 +299,18 @@ def test_selection_cost_is_shown(tmp_path):
     (tmp_path / "groups.json").write_text(json.dumps(data))
     page = render_report(tmp_path)
     assert "What the selection cost: networks 6, steps 1200, seconds 12.5." in page
+
+
+def test_training_docs_show_a_screenshot_of_the_report():
+    """docs/training.md links docs/img/report.png, a chromium screenshot of the default run's
+    report (regenerate: `taskgroup run`, then chromium --headless --hide-scrollbars
+    --window-size=1150,2150 --screenshot=docs/img/report.png runs/multidigits/report.html)."""
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    text = (docs / "training.md").read_text(encoding="utf-8")
+    assert "](img/report.png)" in text.split("## `report.html`", 1)[1].split("\n## ", 1)[0]
+    png = (docs / "img" / "report.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    assert width >= 1000 and height >= width  # a page, top first: summary box and affinity
