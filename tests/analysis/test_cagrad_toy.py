@@ -1,10 +1,13 @@
 """``analysis/cagrad_toy.py``'s spread over perturbed starts: the starts are seeded and laid out
-as documented, a published start's run is the same with or without perturbed company, and the
-spread's statistics are those of the perturbed runs' end points."""
+as documented, the batched run of all starts equals the sequential one (one library instance per
+start) bit for bit or to 1e-12, its k = 2 closed forms equal the library's solvers step by step
+and hand degenerate Gramians to the library, a published start's run is the same with or without
+perturbed company, and the spread's statistics are those of the perturbed runs' end points."""
 
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "analysis"))
 
 import cagrad_toy as toy
+
+from taskgroup import aggregators
+
+# the methods whose batched update is computed with exactly the library's operations
+BIT_EXACT = {"mean", "pcgrad", "cagrad", "aligned_mtl", "graddrop", "transference"}
+BIT_EXACT |= {"uw", "dwa", "rlw", "famo"}
 
 
 def test_perturbed_starts_follow_the_published_ones_in_blocks():
@@ -27,6 +36,60 @@ def test_perturbed_starts_follow_the_published_ones_in_blocks():
     assert torch.equal(toy.perturbed_starts(3, 0.1, seed=7), starts)
     assert not torch.equal(toy.perturbed_starts(3, 0.1, seed=8), starts)
     assert torch.equal(toy.perturbed_starts(0, 0.1, seed=7), toy.STARTS)
+
+
+@pytest.mark.parametrize("name", aggregators.names())
+def test_the_batched_run_equals_one_library_instance_per_start(name):
+    # from (0, 0) the first coordinate of the update is rounding noise, which Adam's normalised
+    # step amplifies to ±lr: that start and its neighbours are left out of the comparison
+    starts = toy.perturbed_starts(2, 0.1, seed=0)[[0, 2, 3, 4, 5, 10, 12, 14]]
+    batched, batched_ends = toy.run(name, 40, 1.0, starts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sequential, sequential_ends = toy.run_sequential(name, 40, 1.0, starts)
+    if name in BIT_EXACT:
+        np.testing.assert_array_equal(batched, sequential)
+        np.testing.assert_array_equal(batched_ends, sequential_ends)
+    else:
+        np.testing.assert_allclose(batched, sequential, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(batched_ends, sequential_ends, rtol=0, atol=1e-12)
+    assert not np.allclose(batched_ends, starts.numpy(), atol=1e-3)  # the points moved
+
+
+@pytest.mark.parametrize("name", sorted(toy.GRAMIAN_WEIGHTS))
+def test_closed_forms_equal_the_library_solvers_and_hand_it_degenerate_gramians(name):
+    rng = np.random.default_rng(3)
+    G = torch.as_tensor(rng.normal(size=(40, 2, 2)) * 10.0 ** rng.uniform(-3, 3, (40, 2, 1)))
+    G[0, 1] = 0.0  # a zero gradient
+    G[1, 1] = -2.5 * G[1, 0]  # opposite gradients: Pareto-stationary
+    G[2, 1] = 3.0 * G[2, 0]  # parallel gradients: a singular Gramian
+    G[3, 1] = G[3, 0]  # identical gradients
+    G[4, 1] = -G[4, 0]  # g₀ = 0: CAGrad's radius ρ is 0, the mean
+    update = toy.GramianUpdate(name, 1.0)
+    batched = update.directions(G)
+    options = toy.method_options(name, 1.0)
+    library = torch.stack([aggregators.get(name, **options)(G[i]) for i in range(len(G))])
+    # Nash-MTL's Newton stops at a relative residual of 1e-12, so its weights are that close
+    tol = 1e-10 if name in ("nash_mtl", "fairgrad") else 1e-12
+    error = (batched - library).norm(dim=1)
+    scale = G.norm(dim=2).sum(dim=1)  # a d = 0 answer is exact up to the gradients' rounding
+    assert bool((error <= tol * library.norm(dim=1) + 1e-15 * scale).all())
+    K = toy.gramians(G)
+    weights, regular = toy.GRAMIAN_WEIGHTS[name](K, update.c)
+    assert update.fallbacks == int((~regular).sum())
+    # the library's degenerate cases (zero row; opposite: Pareto-stationary; parallel: rank 1)
+    library_cases = {"mean": [], "imtl_g": [0, 1, 2, 4], "aligned_mtl": [0, 1, 2, 4]}
+    library_cases |= {"nash_mtl": [0, 1, 4], "fairgrad": [0, 1, 4]}
+    assert not regular[library_cases.get(name, [0])].any()
+    a, b, c = K[:, 0, 0], K[:, 0, 1], K[:, 1, 1]
+    assert regular[3:][(a * c - b * b > 1e-6 * (a + c) ** 2)[3:]].all()
+    if name == "cagrad":  # its closed form covers g₀ = 0
+        assert regular[4]
+    if name in ("nash_mtl", "fairgrad"):  # the closed form solves Kw = 1/w to rounding
+        w, Kr = weights[regular], K[regular]
+        residual = np.abs(np.einsum("nij,nj->ni", Kr, w) - 1.0 / w)
+        rounding = np.einsum("nij,nj->ni", np.abs(Kr), w) + 1.0 / w  # of evaluating it
+        assert (residual <= 1e-12 * rounding).all()
 
 
 @pytest.mark.parametrize("name", ["pcgrad", "nash_mtl", "famo"])
@@ -71,3 +134,16 @@ def _on(points: np.ndarray, curve: np.ndarray) -> int:
         nearest = min(float(np.hypot(*(p - q))) for q in curve)
         count += nearest < toy.ON_SET
     return count
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.1])
+def test_closed_form_gradients_equal_autograd(scale):
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.uniform(-11, 11, (2000, 2)))
+    kinks = torch.tensor([[0.0, 0.0], [-7.0, 0.0], [3.0, 0.0], [5.0, 1e-300]], dtype=torch.float64)
+    x = torch.cat([x, toy.STARTS, kinks])  # x2 = 0: where clamp(tanh(±x2/2), 0) switches
+    losses, G = toy.losses_and_gradients(x, scale)
+    assert torch.equal(losses, toy.toy_losses(x, scale))
+    reference = toy.autograd_gradients(x, scale)
+    assert float((G - reference).abs().max()) <= 1e-13 * (1 + float(reference.abs().max()))
+    assert bool(((G - reference).abs() <= 1e-12 * reference.abs() + 1e-14).all())
