@@ -460,10 +460,12 @@ def train(
             f"{groups_path}: no such file; run `taskgroup group {run_dir} --budget B` first "
             f"or pass --groups"
         )
+    bench = spec.load_benchmark()
     results = train_stage(
         run_dir,
         spec,
-        read_groups(groups_path),
+        read_groups(groups_path, bench.tasks.names),
+        bench=bench,
         progress=progress,
         device=device,
         force=force,

@@ -246,3 +246,84 @@ def _finite_float(text: str) -> float:
         shown = text if len(text) <= 24 else text[:20] + "..."
         raise ValueError(f"the number {shown} is beyond float range")
     return value
+
+
+def check_json(value: Any, schema: Any, source: str, where: str = "") -> None:
+    """Check the parsed JSON ``value`` against ``schema``; ``ValueError`` naming ``source`` and
+    the key path of the first value that does not fit (``SOURCE: groups[0].test.a must be an
+    object, got a list``), so a file with a wrong type is refused where it is read, not met as a
+    Python error later.
+
+    ``schema``: ``str``, ``int``, ``bool``, ``float`` (any number; never ``true``/``false``),
+    ``None`` (null) or ``object`` (anything); ``[s]`` a list of ``s``; ``{str: s}`` an object of
+    any keys, each value ``s``; ``{"key": s, "?opt": s}`` an object with ``key`` (and, where
+    present, ``opt``), other keys allowed; a tuple: any one of its schemas."""
+    if not _fits(value, schema):
+        shown = where or "the file"
+        raise ValueError(f"{source}: {shown} must be {_wanted(schema)}, got {_kind(value)}")
+    if isinstance(schema, list):
+        for i, item in enumerate(value):
+            check_json(item, schema[0], source, f"{where}[{i}]")
+    elif isinstance(schema, dict) and list(schema) == [str]:
+        for key, item in value.items():
+            check_json(item, schema[str], source, _key(where, key))
+    elif isinstance(schema, dict):
+        for key, inner in schema.items():
+            name = key.removeprefix("?")
+            if name in value:
+                check_json(value[name], inner, source, _key(where, name))
+            elif not key.startswith("?"):
+                raise ValueError(f"{source}: missing {_key(where, name)!r}")
+    elif isinstance(schema, tuple):
+        for option in schema:
+            if _fits(value, option):
+                check_json(value, option, source, where)
+                return
+
+
+def _key(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _fits(value: Any, schema: Any) -> bool:
+    """Whether ``value`` is of ``schema``'s kind (its items are checked separately)."""
+    if isinstance(schema, tuple):
+        return any(_fits(value, option) for option in schema)
+    if schema is None:
+        return value is None
+    if schema is object:
+        return True
+    if isinstance(schema, list):
+        return isinstance(value, list)
+    if isinstance(schema, dict):
+        return isinstance(value, dict)
+    if schema is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if schema is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, schema)
+
+
+def _wanted(schema: Any) -> str:
+    if isinstance(schema, tuple):
+        return " or ".join(_wanted(option) for option in schema)
+    if isinstance(schema, list | dict):
+        return "a list" if isinstance(schema, list) else "an object"
+    names = {
+        None: "null",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+    }
+    return names.get(schema, "anything")
+
+
+def _kind(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}" + ("..." if len(value) > 40 else "")
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    return "a list" if isinstance(value, list) else "an object"

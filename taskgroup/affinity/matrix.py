@@ -9,10 +9,16 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from taskgroup.storage import read_json, write_json
+from taskgroup.storage import check_json, read_json, write_json
 
 FORMAT = "taskgroup.affinity"
 VERSION = 1
+AFFINITY_SCHEMA = {  # AffinityMatrix.to_dict(); the shapes are checked by the constructor
+    "tasks": [str],
+    "values": [[float]],
+    "?metadata": {str: object},
+    "?trace": (None, {"?steps": [int], "?lr": [(float, None)], "?values": [[[float]]]}),
+}
 
 
 def _as_matrix(values, n: int | None, what: str) -> np.ndarray:
@@ -177,9 +183,7 @@ class AffinityMatrix:
             raise ValueError(f"{source}: not a taskgroup affinity file (format != {FORMAT!r})")
         if data.get("version") != VERSION:
             raise ValueError(f"{source}: unsupported version {data.get('version')!r}")
-        for key in ("tasks", "values"):
-            if key not in data:
-                raise ValueError(f"{source}: missing {key!r}")
+        check_json(data, AFFINITY_SCHEMA, source)
         trace = data.get("trace") or {}
         metadata = data.get("metadata", {})
         if not isinstance(metadata, Mapping) or not isinstance(trace, Mapping):

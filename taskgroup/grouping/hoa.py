@@ -37,10 +37,17 @@ from typing import Any
 import numpy as np
 
 from taskgroup.affinity.matrix import AffinityMatrix
-from taskgroup.storage import read_json, write_json
+from taskgroup.storage import check_json, read_json, write_json
 
 FORMAT = "taskgroup.pairs"
 VERSION = 1
+PAIRS_SCHEMA = {  # PairTable.to_dict(); the constructor checks the losses and their tasks
+    "tasks": [str],
+    "single": {str: float},
+    "pair": {str: {str: float}},
+    "?cost": (None, {str: float}),
+    "?metadata": (None, {str: object}),
+}
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,7 @@ class PairTable:
             raise ValueError(f"{source}: not a taskgroup pair table (format != {FORMAT!r})")
         if data.get("version") != VERSION:
             raise ValueError(f"{source}: unsupported version {data.get('version')!r}")
+        check_json(data, PAIRS_SCHEMA, source)
         try:
             return cls(
                 list(data["tasks"]),

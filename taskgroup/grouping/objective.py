@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from taskgroup.affinity.matrix import AffinityMatrix
-from taskgroup.storage import read_json, write_json
+from taskgroup.storage import check_json, read_json, write_json
 
 FORMAT = "taskgroup.groups"
 VERSION = 1
@@ -375,6 +375,7 @@ class Grouping:
             raise ValueError(f"{source}: not a taskgroup groups file (format != {FORMAT!r})")
         if data.get("version") != VERSION:
             raise ValueError(f"{source}: unsupported version {data.get('version')!r}")
+        check_json(data, GROUPS_SCHEMA, source)
         try:
             tasks = _task_names(data["tasks"])
             groups = [tuple(tasks[j] for j in g) for g in group_indices(data["groups"], tasks)]
@@ -409,6 +410,33 @@ class Grouping:
     def load(cls, path: str | os.PathLike) -> Grouping:
         """Read a file written by :meth:`save`; ``ValueError`` naming the file if malformed."""
         return cls.from_dict(read_json(path), source=str(path))
+
+
+SWEEP_SCHEMA = {  # one budget of groups.json's "sweep" (taskgroup group --sweep)
+    "budget": int,
+    "score": float,
+    "?bound": (float, None),
+    "optimal": bool,
+    "?method": str,
+    "?seconds": float,
+    "?groups": [[str]],
+}
+GROUPS_SCHEMA = {  # Grouping.to_dict(), and what `taskgroup group` adds to groups.json
+    "tasks": [str],
+    "groups": [[(str, int)]],
+    "serves": {str: int},
+    "values": {str: float},
+    "score": float,
+    "?bound": (float, None),
+    "optimal": bool,
+    "method": str,
+    "budget": int,
+    "partition": bool,
+    "?singleton_score": (float, None),
+    "?seconds": float,
+    "?info": {str: object},
+    "?sweep": [SWEEP_SCHEMA],
+}
 
 
 def relative_gap(bound: float, value: float) -> float:

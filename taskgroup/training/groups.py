@@ -44,7 +44,7 @@ from taskgroup.rundir import (
     network_dir,
 )
 from taskgroup.settings import TrainSettings
-from taskgroup.storage import fingerprint, read_json, write_json
+from taskgroup.storage import check_json, fingerprint, read_json, write_json
 from taskgroup.training.intervals import CONFIDENCE, DESCRIPTION, Interval, mean_interval, verdict
 from taskgroup.training.metrics import LOSS, delta_m, higher_is_better
 from taskgroup.training.trainer import GroupResult, group_key, train_group
@@ -269,35 +269,56 @@ class GroupResults:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> GroupResults:
-        data = read_json(path)
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a taskgroup results file (format != {FORMAT!r})")
-        try:
-            others = data["seeds"]["initialisations"] if "seeds" in data else []
-            return cls._from_dict(data, tuple(cls._from_dict(o) for o in others))
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"{path}: malformed results ({e})") from None
+        """Read a file written by :meth:`save`; ``ValueError`` naming the file (and the key
+        path) when it is not one, or a value is missing, of the wrong type or points nowhere."""
+        return cls.from_dict(read_json(path), source=str(path))
 
     @classmethod
-    def _from_dict(
-        cls, data: dict[str, Any], initialisations: tuple[GroupResults, ...] = ()
-    ) -> GroupResults:
-        single = data["single"]
-        together = data["together"]
-        return cls(
+    def from_dict(cls, data: Mapping[str, Any], source: str = "results data") -> GroupResults:
+        """Read :meth:`to_dict`'s record, checked whole first (see :meth:`load`)."""
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+            raise ValueError(f"{source}: not a taskgroup results file (format != {FORMAT!r})")
+        check_json(data, {"?seeds": {"initialisations": [dict]}}, source)
+        others = data["seeds"]["initialisations"] if "seeds" in data else []
+        first = cls._from_dict(data, source, "")
+        initialisations = tuple(
+            cls._from_dict(o, source, f"seeds.initialisations[{i}]") for i, o in enumerate(others)
+        )
+        for i, other in enumerate(initialisations):
+            if other.tasks != first.tasks or _metric_names(other) != _metric_names(first):
+                raise ValueError(
+                    f"{source}: seeds.initialisations[{i}] holds other tasks or metrics than "
+                    "initialisation 0"
+                )
+        return dataclasses.replace(first, initialisations=initialisations)
+
+    @classmethod
+    def _from_dict(cls, data: Mapping[str, Any], source: str, where: str) -> GroupResults:
+        """One initialisation's record (``where``: its key path in the file)."""
+        check_json(data, RESULTS_SCHEMA, source, where)
+        at = f"{where}." if where else ""
+
+        def network(record: Any, key: str) -> GroupResult:
+            return GroupResult.from_dict(record, source, at + key)
+
+        single, together = data["single"], data["together"]
+        results = cls(
             tasks=list(data["tasks"]),
             aggregator=data["aggregator"],
-            groups=[GroupResult.from_dict(r) for r in data["groups"]],
-            serves={t: int(g) for t, g in data["serves"].items()},
+            groups=[network(r, f"groups[{i}]") for i, r in enumerate(data["groups"])],
+            serves=dict(data["serves"]),
             single=None
             if single is None
-            else {t: GroupResult.from_dict(r) for t, r in single.items()},
-            together=None if together is None else GroupResult.from_dict(together),
+            else {t: network(r, f"single.{t}") for t, r in single.items()},
+            together=None if together is None else network(together, "together"),
             directions=data["directions"],
             settings=data.get("settings", {}),
             trained_for=dict(data.get("trained_for") or {}),
-            initialisations=initialisations,
         )
+        problem = _inconsistency(results)
+        if problem is not None:
+            raise ValueError(f"{source}: {at}{problem}")
+        return results
 
     def table(self) -> str:
         """A plain-text table: each task's test metrics grouped, alone and all together (with
@@ -353,6 +374,53 @@ class GroupResults:
         return "\n".join(lines)
 
 
+RESULTS_SCHEMA = {  # one initialisation of GroupResults.to_dict(); networks: RESULT_SCHEMA
+    "tasks": [str],
+    "aggregator": str,
+    "?metrics": {str: {str: float}},
+    "serves": {str: int},
+    "?cost": {str: {str: float}},
+    "?settings": {str: object},
+    "?trained_for": (None, {str: str}),
+    "directions": {str: {str: bool}},
+    "groups": [dict],
+    "single": (None, {str: dict}),
+    "together": (None, dict),
+    **{f"?{k}": (float, None) for k in ("delta_m", "delta_m_loss", "delta_m_together")},
+    "?delta_m_together_loss": (float, None),
+}
+
+
+def _inconsistency(results: GroupResults) -> str | None:
+    """What in ``results`` points nowhere (a task without a serving network, a network without
+    the test metrics of a task it serves, a metric without its direction), or ``None``."""
+    if not results.tasks or len(set(results.tasks)) != len(results.tasks):
+        return "tasks must name each task once"
+    if set(results.serves) != set(results.tasks):
+        return "serves must name the serving network of each task in tasks, and only those"
+    for t, g in results.serves.items():
+        if not 0 <= g < len(results.groups) or t not in results.groups[g].test:
+            return f"serves.{t} names network {g}, which holds no test metrics of {t}"
+    baselines = {}
+    if results.single is not None:
+        baselines |= {f"single.{t}": (results.single.get(t), t) for t in results.tasks}
+    if results.together is not None:
+        baselines |= {f"together.test.{t}": (results.together, t) for t in results.tasks}
+    for key, (network, t) in baselines.items():
+        grouped = results.groups[results.serves[t]].test[t]
+        if network is None or t not in network.test or not set(grouped) <= set(network.test[t]):
+            return f"{key}: missing, or without a metric of {t} (every task needs its baselines)"
+    for t in results.tasks:
+        for name in results.groups[results.serves[t]].test[t]:
+            if name not in results.directions.get(t, {}):
+                return f"directions.{t}.{name}: missing (whether higher is better)"
+    return None
+
+
+def _metric_names(results: GroupResults) -> dict[str, list[str]]:
+    return {t: list(values) for t, values in results.metrics.items()}
+
+
 def _plus_minus(interval: Interval, spec: str = ".4g") -> str:
     """``mean ± half_width`` (just the mean without an interval)."""
     if interval.half_width is None:
@@ -366,9 +434,12 @@ def groups_fingerprint(groups: Sequence[Sequence[str]]) -> str:
     return fingerprint([sorted(g) for g in groups])
 
 
-def read_groups(path: str | os.PathLike) -> list[tuple[str, ...]]:
+def read_groups(
+    path: str | os.PathLike, tasks: Sequence[str] | None = None
+) -> list[tuple[str, ...]]:
     """The groups of a ``groups.json`` written by ``taskgroup group``, or of a hand-written
-    JSON file holding ``{"groups": [["a", "b"], ["c"]]}`` or just ``[["a", "b"], ["c"]]``."""
+    JSON file holding ``{"groups": [["a", "b"], ["c"]]}`` or just ``[["a", "b"], ["c"]]``;
+    with ``tasks``, every name must be one of them (``ValueError`` naming the file)."""
     data = read_json(path)
     groups = data.get("groups") if isinstance(data, dict) else data
     if not isinstance(groups, list) or not all(
@@ -377,6 +448,12 @@ def read_groups(path: str | os.PathLike) -> list[tuple[str, ...]]:
         raise ValueError(
             f"{path}: expected 'groups' as a list of non-empty lists of task names, "
             f'e.g. {{"groups": [["a", "b"], ["c"]]}}'
+        )
+    unknown = sorted({t for g in groups for t in g} - set(tasks)) if tasks is not None else []
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown task(s) {', '.join(map(repr, unknown))}; the benchmark's tasks are "
+            f"{', '.join(tasks)}"
         )
     return [tuple(g) for g in groups]
 

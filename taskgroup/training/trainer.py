@@ -38,7 +38,7 @@ from taskgroup.aggregators.step import MTLStep
 from taskgroup.data.benchmark import Benchmark, make_optimizer, resolve_device, to_device
 from taskgroup.rundir import CHECKPOINT, RESULT, WEIGHTS
 from taskgroup.settings import TrainSettings
-from taskgroup.storage import read_json, write_json
+from taskgroup.storage import check_json, read_json, write_json
 from taskgroup.training.checkpoint import (
     load_checkpoint,
     load_object_state,
@@ -84,8 +84,30 @@ class GroupResult:
         return asdict(self) | {"tasks": list(self.tasks)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> GroupResult:
-        return cls(**(dict(data) | {"tasks": tuple(data["tasks"])}))
+    def from_dict(
+        cls, data: Mapping[str, Any], source: str = "result data", where: str = ""
+    ) -> GroupResult:
+        """Read :meth:`to_dict`'s record; ``ValueError`` naming ``source`` and the key path
+        (``where`` its place in the file) when a value is missing or of the wrong type."""
+        check_json(data, RESULT_SCHEMA, source, where)
+        known = {k: v for k, v in data.items() if f"?{k}" in RESULT_SCHEMA or k in RESULT_SCHEMA}
+        return cls(**(known | {"tasks": tuple(data["tasks"])}))
+
+
+METRICS_SCHEMA = {str: {str: float}}  # {task: {metric: value}}
+RESULT_SCHEMA = {  # GroupResult.to_dict(): what a network's result.json and results.json hold
+    "tasks": [str],
+    "aggregator": str,
+    "best_step": int,
+    "steps": int,
+    "criterion": float,
+    "val": METRICS_SCHEMA,
+    "test": METRICS_SCHEMA,
+    "parameters": int,
+    "seconds": float,
+    "?history": [{"step": int, "?criterion": float, "?val_loss": {str: float}}],
+    "?diverged": (None, {"step": int, "tasks": [str], "message": str}),
+}
 
 
 def group_key(tasks: tuple[str, ...] | list[str], aggregator: str) -> str:
@@ -160,9 +182,10 @@ def train_group(
     stop = _pause_step(until, settings)
     if directory is not None and (directory / RESULT).exists():
         stored = read_json(directory / RESULT)
+        check_json(stored, {"?config": {str: object}, "result": dict}, str(directory / RESULT))
         _check_config(directory / RESULT, stored.get("config"), config)
         logger.info("network %s: already trained, read back from %s", "+".join(tasks), directory)
-        return GroupResult.from_dict(stored["result"])
+        return GroupResult.from_dict(stored["result"], str(directory / RESULT), "result")
 
     network = _Network.build(tasks, bench, settings, device, directory, config)
     checkpoint = None

@@ -92,7 +92,7 @@ def test_invalid_matrices_are_refused(values, tasks, message):
         (
             '{"format": "taskgroup.affinity", "version": 1, "tasks": ["a", "b"], '
             '"values": [["0.3", "0"], ["0", "0.1"]]}',
-            "must be numeric",
+            r"values\[0\]\[0\] must be a number",
         ),
     ],
 )

@@ -131,7 +131,7 @@ def test_grouping_json_round_trip(tmp_path):
         (lambda d: d.pop("groups"), "missing 'groups'"),
         (lambda d: d.update(groups=[["a", "zz"]]), "unknown task 'zz'"),
         (lambda d: d["serves"].update(a=5), "does not hold the task"),
-        (lambda d: d.update(score="high"), "could not convert"),
+        (lambda d: d.update(score="high"), "score must be a number"),
     ],
 )
 def test_corrupt_groups_file_is_named(tmp_path, edit, message):
