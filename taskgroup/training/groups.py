@@ -575,7 +575,7 @@ def _finish_retiring(run_dir: Path) -> None:
     finished by the next call."""
     journal, retired = run_dir / RETIRED_KEYS, run_dir / RETIRED
     if journal.exists():
-        keys = read_json(journal)
+        keys = _retired_keys(run_dir, journal)
         for i, key in enumerate(keys):
             places = {"train": network_dir(run_dir, key)}
             places["tensorboard"] = run_dir / TENSORBOARD / "train" / key
@@ -586,6 +586,27 @@ def _finish_retiring(run_dir: Path) -> None:
         journal.unlink()
     if retired.exists():
         shutil.rmtree(retired)
+
+
+def _retired_keys(run_dir: Path, journal: Path) -> list[str]:
+    """The network keys listed in ``journal``; ``ValueError`` naming the file when one is not a
+    string or names a folder outside ``run_dir``'s ``train/`` (a hostile list must not make
+    the retirement move or delete anything elsewhere)."""
+    keys = read_json(journal)
+    train = os.path.realpath(network_dir(run_dir, ""))
+    if not isinstance(keys, list):
+        raise ValueError(f"{journal}: must be a list of network names, got {type(keys).__name__}")
+    for key in keys:
+        inside = isinstance(key, str) and key.strip("/.") != ""
+        if inside:
+            place = os.path.realpath(network_dir(run_dir, key))
+            inside = os.path.commonpath([train, place]) == train and place != train
+        if not inside:
+            raise ValueError(
+                f"{journal}: {key!r} is not a network folder under {train}; "
+                "delete the file if no `taskgroup train --force` was interrupted"
+            )
+    return keys
 
 
 def _log_results(results: GroupResults) -> None:
