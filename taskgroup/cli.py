@@ -801,5 +801,3 @@ def _launched(ctx: typer.Context, nproc: int, run_dir: Path) -> bool:
 
 if __name__ == "__main__":
     sys.exit(main())
-    with hold_run_dir(run_dir):  # a folder another command works in is refused before anything
-        pass
