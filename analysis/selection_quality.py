@@ -706,12 +706,22 @@ def _fmt_interval(entry: dict, key: str) -> str:
     return f"[{low:.1f}, {high:.1f}]"
 
 
+def method_order(rows: list[dict]) -> list[str]:
+    """The methods in the order of the seed that has the most of them (a method undefined on the
+    first seed keeps its place), the others after them."""
+    by_seed: dict[int, list[str]] = {}
+    for r in rows:
+        by_seed.setdefault(r["seed"], []).append(r["method"])
+    lists = sorted(by_seed.values(), key=lambda m: -len(set(m)))
+    return list(dict.fromkeys(m for methods in lists for m in methods))
+
+
 def summary_table(summary: dict, delta: str = "loss") -> str:
     """The markdown table of docs/selection.md: per method, its cost and at each budget the mean
     held-out regret with its 95% interval, the paired difference to the noise floor
     (exhaustive search's validation pick) with its interval, and the mean top %."""
     entries = {(s["method"], s["budget"]): s for s in summary["summary"] if s["delta"] == delta}
-    methods = list(dict.fromkeys(m for m, _ in entries))
+    methods = method_order(summary["rows"])
     head = "| method | cost | " + " | ".join(
         f"B={b} regret [95%] | B={b} − floor [95%] | B={b} top %" for b in BUDGETS
     )
@@ -778,7 +788,7 @@ def plot_cost_regret(summary: dict, path: Path, delta: str = "loss") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = list(dict.fromkeys(r["method"] for r in summary["rows"]))
+    methods = method_order(summary["rows"])
     markers = "os^vD<>pPX*h"
     colors = plt.get_cmap("tab10")
     fig, axes = plt.subplots(1, len(BUDGETS), figsize=(5.5 * len(BUDGETS) + 2, 4.5), squeeze=False)
