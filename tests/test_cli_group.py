@@ -88,7 +88,7 @@ def bad_files(tmp_path):
     cases["non-square"] = (json.dumps(data), "square")
     data = json.loads((good / "affinity.json").read_text())
     data["values"][0][1] = "nan"
-    cases["non-finite"] = (json.dumps(data).replace('"nan"', "NaN"), "NaN or infinite")
+    cases["non-finite"] = (json.dumps(data).replace('"nan"', "NaN"), "NaN is not a JSON number")
     data = json.loads((good / "affinity.json").read_text())
     data["tasks"] = ["a", "b", "c", "d"]
     cases["task names"] = (json.dumps(data), "there are 4 tasks")

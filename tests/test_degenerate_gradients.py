@@ -141,7 +141,11 @@ def limit(name: str, case: str, given: torch.Tensor, v: torch.Tensor | None):
             return run(name, nonzero).direction.double()
         return None
     if case == "duplicated" and name in ("mgda", "imtl_g"):  # the same hull / constraints
-        return run(name, unique_rows(given)).direction.double()
+        unique = unique_rows(given)
+        if name == "imtl_g" and torch.linalg.matrix_rank(unique.double()) < len(unique):
+            return None  # dependent rows (e.g. one coordinate): equal projections hold for a
+            # whole family of d, IMTL-G has no defined limit to compare with (as on a line)
+        return run(name, unique).direction.double()
     return None
 
 

@@ -137,6 +137,7 @@ def test_a_second_call_says_it_read_the_network_back(bench, tmp_path, caplog):
     tasks = bench.tasks.names[:2]
     tg.train_group(bench, tasks, tg.TrainSettings(**FAST), directory=tmp_path, progress=False)
     caplog.set_level(logging.INFO, logger="taskgroup")
+    caplog.clear()  # the first call's records, caught when an earlier test left INFO enabled
     tg.train_group(bench, tasks, tg.TrainSettings(**FAST), directory=tmp_path, progress=False)
     (record,) = _records(caplog)
     assert record.getMessage() == f"network g0_t0+g0_t1: already trained, read back from {tmp_path}"

@@ -37,10 +37,11 @@ def out(finished, tmp_path):
 
 
 def networks(out: Path) -> dict[str, int]:
-    """Every finished network of the run directory: its key -> the inode of its result.json
-    (a network trained again has a new file)."""
+    """Every finished network of the run directory: its key -> the inode and modification time
+    of its result.json (a network trained again has a new file; the file system may give it
+    the freed inode, never the same time in nanoseconds as well)."""
     return {
-        str(p.parent.relative_to(out / "train")): p.stat().st_ino
+        str(p.parent.relative_to(out / "train")): (p.stat().st_ino, p.stat().st_mtime_ns)
         for p in (out / "train").rglob(RESULT)
     }
 
