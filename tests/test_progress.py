@@ -35,9 +35,7 @@ def _calls(bench, tmp_path):
     tasks = bench.tasks.names
     return {
         "measure_affinity": lambda p: tg.measure_affinity(bench, steps=4, every=2, progress=p),
-        "train_group": lambda p: tg.train_group(
-            bench, tasks, tg.TrainSettings(**FAST), progress=p
-        ),
+        "train_group": lambda p: tg.train_group(bench, tasks, tg.TrainSettings(**FAST), progress=p),
         "train_groups": lambda p: tg.train_groups(
             bench, [tasks], baselines=False, progress=p, **FAST
         ),
