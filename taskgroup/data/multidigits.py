@@ -63,10 +63,9 @@ def _streams(seed: int) -> list[np.random.SeedSequence]:
     return np.random.SeedSequence(seed).spawn(1 + len(SPLITS))
 
 
-def source_splits(seed: int) -> dict[str, np.ndarray]:
-    """Indices (sorted, into ``sklearn.datasets.load_digits()``) of the source images of each
-    split: ``{"train": [~1078], "val": [~359], "test": [~360]}``, stratified 60/20/20 by class."""
-    _, labels = _digits()
+def split_by_class(labels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Indices (sorted, into ``labels`` ``[N]``) of each split's source images, stratified
+    60/20/20 by class from the data seed's first stream; multimnist shares it."""
     rng = np.random.default_rng(_streams(seed)[0])
     cuts = np.cumsum(SOURCE_FRACTIONS)[:-1]
     parts: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
@@ -78,14 +77,27 @@ def source_splits(seed: int) -> dict[str, np.ndarray]:
     return {split: np.sort(np.concatenate(parts[split])) for split in SPLITS}
 
 
-def pair_sources(seed: int, pairs: tuple[int, int, int]) -> dict[str, np.ndarray]:
-    """Source image indices ``[pairs[k], 2]`` (left, right) of every pair of each split, drawn
-    uniformly with replacement from that split's :func:`source_splits`."""
-    sources = source_splits(seed)
+def draw_pairs(
+    sources: dict[str, np.ndarray], seed: int, pairs: tuple[int, int, int]
+) -> dict[str, np.ndarray]:
+    """Source indices ``[pairs[k], 2]`` (left, right) of every pair of each split, drawn
+    uniformly with replacement from that split's ``sources``, one seed stream per split."""
     return {
         split: np.random.default_rng(stream).choice(sources[split], size=(n, 2))
         for split, n, stream in zip(SPLITS, pairs, _streams(seed)[1:], strict=True)
     }
+
+
+def source_splits(seed: int) -> dict[str, np.ndarray]:
+    """Indices (sorted, into ``sklearn.datasets.load_digits()``) of the source images of each
+    split: ``{"train": [~1078], "val": [~359], "test": [~360]}``, stratified 60/20/20 by class."""
+    return split_by_class(_digits()[1], seed)
+
+
+def pair_sources(seed: int, pairs: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    """Source image indices ``[pairs[k], 2]`` (left, right) of every pair of each split, drawn
+    uniformly with replacement from that split's :func:`source_splits`."""
+    return draw_pairs(source_splits(seed), seed, pairs)
 
 
 def _split(sources: np.ndarray) -> Split:

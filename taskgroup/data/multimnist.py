@@ -28,11 +28,10 @@ from torch import nn
 
 from taskgroup.data.benchmark import Benchmark, Split, TrainingDefaults
 from taskgroup.data.heads import make_heads, make_target, make_task
+from taskgroup.data.multidigits import SOURCE_FRACTIONS, SPLITS, draw_pairs, split_by_class
 from taskgroup.models import MultiTaskModel
 from taskgroup.tasks import TaskSet
 
-SPLITS = ("train", "val", "test")
-SOURCE_FRACTIONS = (0.6, 0.2, 0.2)
 DIGIT = 28  # source digit side
 CANVAS = 36  # MultiMNIST canvas side: the right digit starts at CANVAS - DIGIT = 8
 SIZES = tuple(s for s in range(1, CANVAS + 1) if CANVAS % s == 0 and s >= 9)
@@ -80,34 +79,16 @@ def standard_ink() -> np.ndarray:
     return ((ink - ink.mean()) / ink.std()).astype(np.float32)
 
 
-def _streams(seed: int) -> list[np.random.SeedSequence]:
-    """Independent random streams: the source split, then the pairs of each split."""
-    return np.random.SeedSequence(seed).spawn(1 + len(SPLITS))
-
-
 def source_splits(seed: int) -> dict[str, np.ndarray]:
     """Indices (sorted, into :func:`source_digits`) of the source digits of each split:
     ``{"train": [3000], "val": [1000], "test": [1000]}``, stratified 60/20/20 by class."""
-    _, labels = source_digits()
-    rng = np.random.default_rng(_streams(seed)[0])
-    cuts = np.cumsum(SOURCE_FRACTIONS)[:-1]
-    parts: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
-    for digit in range(10):
-        members = rng.permutation(np.flatnonzero(labels == digit))
-        bounds = np.round(cuts * len(members)).astype(int)
-        for split, part in zip(SPLITS, np.split(members, bounds), strict=True):
-            parts[split].append(part)
-    return {split: np.sort(np.concatenate(parts[split])) for split in SPLITS}
+    return split_by_class(source_digits()[1], seed)
 
 
 def pair_sources(seed: int, pairs: tuple[int, int, int]) -> dict[str, np.ndarray]:
     """Source digit indices ``[pairs[k], 2]`` (left, right) of every pair of each split, drawn
     uniformly with replacement from that split's :func:`source_splits`."""
-    sources = source_splits(seed)
-    return {
-        split: np.random.default_rng(stream).choice(sources[split], size=(n, 2))
-        for split, n, stream in zip(SPLITS, pairs, _streams(seed)[1:], strict=True)
-    }
+    return draw_pairs(source_splits(seed), seed, pairs)
 
 
 def compose(left: np.ndarray, right: np.ndarray, size: int = 18) -> np.ndarray:
