@@ -344,3 +344,15 @@ def test_a_nan_gradient_at_a_measured_step_is_named_not_averaged(lookahead):
     bench = poisoned(planted(), "g0_t1", Poison(None, after=0, kind="gradient"))
     with pytest.raises(NonFiniteError, match=r"gradient of the loss at step 0 .* g0_t1$"):
         tg.measure_affinity(bench, steps=6, every=3, lookahead=lookahead, lr=0.1)
+
+
+def test_check_finite_names_the_task_and_passes_sums_that_overflow():
+    from taskgroup.affinity.lookahead import NonFiniteError, check_finite
+
+    huge = torch.full((4, 3), 3e38)  # finite float32 whose sum overflows to inf
+    check_finite(huge, ["a", "b", "c"], "the gradient")  # no error: every entry is finite
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        values = huge.clone()
+        values[2, 1] = bad
+        with pytest.raises(NonFiniteError, match=r"the gradient is not finite .* task\(s\) b$"):
+            check_finite(values, ["a", "b", "c"], "the gradient")

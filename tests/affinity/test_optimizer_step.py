@@ -55,3 +55,36 @@ def test_overwrite_with_groups_of_their_own():
     assert torch.equal(stepped_parameters(opt, params, grads, overwrite=True), expected)
     theta = flatten([p.detach() for p in params])
     assert not torch.equal(expected[0], theta)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_wide_runs_cut_into_column_blocks_equal_real_steps(name, monkeypatch):
+    """Runs wider than a block, and a param-group boundary inside a block: every row equals
+    what ``optimizer.step()`` does with that gradient (on a copy), block size 7 and default."""
+    import copy
+
+    from taskgroup.affinity import optimizer_step
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(shape)) for shape in [(5, 6), (11,), (3, 4)]]
+    groups = [{"params": params[:2]}, {"params": params[2:], "lr": 0.02}]
+    opt = OPTIMIZERS[name](groups)
+    for _ in range(2):  # non-trivial state
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt.step()
+    grads = random_rows(params, n=3, seed=2)
+    for block in (7, optimizer_step.BLOCK_COLUMNS):
+        monkeypatch.setattr(optimizer_step, "BLOCK_COLUMNS", block)
+        result = stepped_parameters(opt, params, grads)
+        for i, row in enumerate(grads):
+            twin_params = [torch.nn.Parameter(p.detach().clone()) for p in params]
+            twin = copy.deepcopy(opt)
+            twin.param_groups[0]["params"] = twin_params[:2]
+            twin.param_groups[1]["params"] = twin_params[2:]
+            twin.state = {t: copy.deepcopy(opt.state[p]) for t, p in zip(twin_params, params)}
+            for p, g in zip(twin_params, torch.split(row, [p.numel() for p in params])):
+                p.grad = g.view_as(p).clone()
+            twin.step()
+            expected = flatten([p.detach() for p in twin_params])
+            torch.testing.assert_close(result[i], expected, rtol=1e-6, atol=1e-7)
