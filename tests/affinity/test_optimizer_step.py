@@ -82,8 +82,11 @@ def test_wide_runs_cut_into_column_blocks_equal_real_steps(name, monkeypatch):
             twin = copy.deepcopy(opt)
             twin.param_groups[0]["params"] = twin_params[:2]
             twin.param_groups[1]["params"] = twin_params[2:]
-            twin.state = {t: copy.deepcopy(opt.state[p]) for t, p in zip(twin_params, params)}
-            for p, g in zip(twin_params, torch.split(row, [p.numel() for p in params])):
+            twin.state = {
+                t: copy.deepcopy(opt.state[p]) for t, p in zip(twin_params, params, strict=True)
+            }
+            sizes = [p.numel() for p in params]
+            for p, g in zip(twin_params, torch.split(row, sizes), strict=True):
                 p.grad = g.view_as(p).clone()
             twin.step()
             expected = flatten([p.detach() for p in twin_params])
