@@ -28,9 +28,13 @@ each method's update is computed for every start in one batch — the Gramian me
 closed forms of their k = 2 weights (MGDA's min-norm point, CAGrad's dual, IMTL-G, Nash-MTL and
 FairGrad at α = 1, PCGrad), Aligned-MTL from one stacked eigendecomposition, the loss weightings
 from one summed objective with per-start state — and a start whose Gramian the closed form does
-not cover (a zero gradient, near-singular or near-opposite gradients) is handed to its own
-instance of the library's method. :func:`run_sequential` is the reference: one library instance
-per start, called once per start and step. The two agree bit for bit for ``mean``, ``pcgrad``,
+not cover (a zero gradient, near-parallel gradients with a near-singular Gramian, Nash-MTL's
+gradients within 1 + cos ≈ 1e-10 of opposition, where the library's answer depends on its
+Newton path) is handed to its own instance of the library's method. Near-opposite gradients,
+where every run that reaches the Pareto set ends, stay in the closed forms of IMTL-G and
+Nash-MTL, which take 1 + cos from the unit gradients and so stay exact to rounding there.
+:func:`run_sequential` is the reference: one library instance per start, called once per start
+and step. The two agree bit for bit for ``mean``, ``pcgrad``,
 ``cagrad``, ``aligned_mtl``, ``graddrop``, ``transference`` and the loss weightings, and to
 rounding (1e-14 after 300 steps) for ``mgda``, ``imtl_g``, ``nash_mtl`` and ``fairgrad``, except
 from a start on the symmetry axis x₁ = 0, where rounding decides the direction (tests/analysis/
@@ -278,11 +282,11 @@ def _pair(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return np.stack([first, second], axis=1)
 
 
-def mean_weights(K: np.ndarray, c_option: float) -> tuple[np.ndarray, np.ndarray]:
+def mean_weights(K: np.ndarray, c_option: float, G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.full((len(K), 2), 0.5), np.ones(len(K), dtype=bool)
 
 
-def mgda_weights(K: np.ndarray, c_option: float) -> tuple[np.ndarray, np.ndarray]:
+def mgda_weights(K: np.ndarray, c_option: float, G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The min-norm point of the segment [g₂, g₁] on ``Q = K + δI`` (δ = 1e-12 max K_ii, the
     ridge of :func:`~taskgroup.aggregators.simplex_qp.regularized`): w₁ = clip((q₂₂ − q₁₂) /
     (q₁₁ + q₂₂ − 2q₁₂), 0, 1). Irregular: a zero gradient, or Q not positive definite."""
@@ -295,7 +299,7 @@ def mgda_weights(K: np.ndarray, c_option: float) -> tuple[np.ndarray, np.ndarray
     return _pair(w1, 1.0 - w1), regular
 
 
-def pcgrad_weights(K: np.ndarray, c_option: float) -> tuple[np.ndarray, np.ndarray]:
+def pcgrad_weights(K: np.ndarray, c_option: float, G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """With two tasks each gradient has one other to project on, so the visiting order does
     not matter: w = (1 − min(b, 0)/a, 1 − min(b, 0)/c). Irregular: a zero gradient."""
     a, b, c = _entries(K)
@@ -305,7 +309,9 @@ def pcgrad_weights(K: np.ndarray, c_option: float) -> tuple[np.ndarray, np.ndarr
         return _pair(1.0 + (0.0 - conflict / a), (0.0 - conflict / c) + 1.0), regular
 
 
-def cagrad_weights_2(K: np.ndarray, c_option: float) -> tuple[np.ndarray, np.ndarray]:
+def cagrad_weights_2(
+    K: np.ndarray, c_option: float, G: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """CAGrad's dual min_{w ∈ Δ₂} bᵀw + ρ √(wᵀQw) (b = K·1/2, ρ = c‖g₀‖, Q the ridged K of the
     library's solver) in closed form. On w = (x, 1 − x) with D = q₁₁ − 2q₁₂ + q₂₂,
     E = q₁₂ − q₂₂, m = det Q and s = b₁ − b₂, the stationarity condition
@@ -336,18 +342,23 @@ def cagrad_weights_2(K: np.ndarray, c_option: float) -> tuple[np.ndarray, np.nda
     return weights / (1.0 + c_option**2), regular
 
 
-def imtl_g_weights(K: np.ndarray, c_option: float) -> tuple[np.ndarray, np.ndarray]:
+def imtl_g_weights(K: np.ndarray, c_option: float, G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Equal projections on both unit gradients: K⁻¹n ∝ (‖g₂‖, ‖g₁‖), so
-    w = (‖g₂‖, ‖g₁‖) / (‖g₁‖ + ‖g₂‖). Irregular: K near singular (det K ≤ 1e-8 (tr K)², where
-    the library's rank decision may differ), or a zero gradient."""
+    w = (‖g₂‖, ‖g₁‖) / (‖g₁‖ + ‖g₂‖), exact however near-opposite the gradients are (where the
+    library's pseudo-inverse of the near-singular K loses digits, and at exact opposition its
+    d = 0 is this form's limit). Irregular: a zero gradient, or near-parallel gradients with K
+    near singular (det K ≤ 1e-8 (tr K)²), where the library's rank decision picks another of
+    the many equal-projection weights."""
     a, b, c = _entries(K)
-    regular = (a > 0) & (c > 0) & (a * c - b * b > 1e-8 * (a + c) ** 2)
+    regular = (a > 0) & (c > 0) & ((b < 0) | (a * c - b * b > 1e-8 * (a + c) ** 2))
     n1, n2 = np.sqrt(np.clip(a, 0.0, None)), np.sqrt(np.clip(c, 0.0, None))
     with np.errstate(divide="ignore", invalid="ignore"):
         return _pair(n2, n1) / (n1 + n2)[:, None], regular
 
 
-def aligned_mtl_weights(K: np.ndarray, c_option: float) -> tuple[np.ndarray, np.ndarray]:
+def aligned_mtl_weights(
+    K: np.ndarray, c_option: float, G: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """B·(1/2, 1/2) with B = √λ_min U Λ^(−1/2) Uᵀ, from numpy's eigh of all Gramians at once
     (the library's formula, stacked). Irregular: an eigenvalue the library would drop."""
     eigenvalues, vectors = np.linalg.eigh(K)
@@ -359,17 +370,27 @@ def aligned_mtl_weights(K: np.ndarray, c_option: float) -> tuple[np.ndarray, np.
     return B @ np.full(2, 0.5), regular
 
 
-def nash_mtl_weights(K: np.ndarray, c_option: float) -> tuple[np.ndarray, np.ndarray]:
-    """Kw = 1/w for k = 2: a w₁² = c w₂², so w₁ = 1/√(a + b√(a/c)) and w₂ = 1/√(c + b√(c/a))
-    (FairGrad at α = 1 is the same). Irregular: a zero gradient, or cos(g₁, g₂) ≤ −1 + 1e-6
-    (near the Pareto-stationary limit the library tests)."""
-    a, b, c = _entries(K)
+def nash_mtl_weights(
+    K: np.ndarray, c_option: float, G: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Kw = 1/w for k = 2: a w₁² = c w₂², so w₁ = 1/√(a (1 + cos)) and w₂ = 1/√(c (1 + cos)),
+    cos = cos(g₁, g₂) (FairGrad at α = 1 is the same). 1 + cos = ‖u₁ + u₂‖²/2 is taken from
+    the unit gradients u_i = g_i/‖g_i‖, not from K, where it cancels: the weights stay exact to
+    rounding as the gradients near opposition, where the library's Newton solve stops at its
+    rounding floor (a relative residual up to 1e-6). Below 1 + cos = 1e-10 (0.99e-10 here) the
+    weights are 0, as the library's: the solution's normalised weights 1/√(1 + cos) pass its
+    Newton limit 1e5, and its Pareto-stationarity test, (1 + cos)/2 ≤ 1e-10, then returns
+    d = 0; above 2e-10 that test fails and its Newton solve goes on to this form's solution.
+    Irregular: a zero gradient, or 1 + cos in [0.99e-10, 2.01e-10], where the library's answer
+    depends on whether its Newton path passes the limit."""
+    a, _, c = _entries(K)
+    norms = np.linalg.norm(G, axis=2, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
-        cosine = b / np.sqrt(a * c)
-        regular = (a > 0) & (c > 0) & (cosine > -1.0 + 1e-6)
-        return _pair(
-            1.0 / np.sqrt(a + b * np.sqrt(a / c)), 1.0 / np.sqrt(c + b * np.sqrt(c / a))
-        ), regular
+        opposition = 0.5 * np.sum((G / norms).sum(axis=1) ** 2, axis=1)  # 1 + cos
+        stationary = opposition < 0.99e-10
+        regular = (a > 0) & (c > 0) & (stationary | (opposition > 2.01e-10))
+        w = _pair(1.0 / np.sqrt(a * opposition), 1.0 / np.sqrt(c * opposition))
+    return np.where(stationary[:, None], 0.0, w), regular
 
 
 GRAMIAN_WEIGHTS = {
@@ -411,7 +432,7 @@ class GramianUpdate:
         if self.name == "mean":
             return G.mean(dim=1)
         K = gramians(G)
-        w, regular = GRAMIAN_WEIGHTS[self.name](K, self.c)
+        w, regular = GRAMIAN_WEIGHTS[self.name](K, self.c, G.numpy())
         if self.max_norm > 0:
             norms = np.sqrt(np.maximum(np.einsum("ni,nij,nj->n", w, K, w), 0.0))
             with np.errstate(divide="ignore", invalid="ignore"):

@@ -75,21 +75,60 @@ def test_closed_forms_equal_the_library_solvers_and_hand_it_degenerate_gramians(
     scale = G.norm(dim=2).sum(dim=1)  # a d = 0 answer is exact up to the gradients' rounding
     assert bool((error <= tol * library.norm(dim=1) + 1e-15 * scale).all())
     K = toy.gramians(G)
-    weights, regular = toy.GRAMIAN_WEIGHTS[name](K, update.c)
+    weights, regular = toy.GRAMIAN_WEIGHTS[name](K, update.c, G.numpy())
     assert update.fallbacks == int((~regular).sum())
     # the library's degenerate cases (zero row; opposite: Pareto-stationary; parallel: rank 1)
-    library_cases = {"mean": [], "imtl_g": [0, 1, 2, 4], "aligned_mtl": [0, 1, 2, 4]}
-    library_cases |= {"nash_mtl": [0, 1, 4], "fairgrad": [0, 1, 4]}
+    # (opposite gradients are in the closed forms of IMTL-G and Nash-MTL: d = 0 at exact opposition)
+    library_cases = {"mean": [], "imtl_g": [0, 2], "aligned_mtl": [0, 1, 2, 4]}
+    library_cases |= {"nash_mtl": [0], "fairgrad": [0]}
     assert not regular[library_cases.get(name, [0])].any()
     a, b, c = K[:, 0, 0], K[:, 0, 1], K[:, 1, 1]
     assert regular[3:][(a * c - b * b > 1e-6 * (a + c) ** 2)[3:]].all()
     if name == "cagrad":  # its closed form covers g₀ = 0
         assert regular[4]
     if name in ("nash_mtl", "fairgrad"):  # the closed form solves Kw = 1/w to rounding
-        w, Kr = weights[regular], K[regular]
+        solved = regular & (weights > 0).all(axis=1)
+        assert not solved[[1, 4]].any()  # opposite: d = 0, as the library's
+        w, Kr = weights[solved], K[solved]
         residual = np.abs(np.einsum("nij,nj->ni", Kr, w) - 1.0 / w)
         rounding = np.einsum("nij,nj->ni", np.abs(Kr), w) + 1.0 / w  # of evaluating it
         assert (residual <= 1e-12 * rounding).all()
+
+
+@pytest.mark.parametrize("name", ["imtl_g", "nash_mtl"])
+def test_near_opposite_gradients_keep_the_closed_form_exact(name):
+    # 1 + cos(g₁, g₂) from 1e-3 to 1e-9: the weights equal an extended-precision evaluation of
+    # the same formula (IMTL-G: ‖g₂‖, ‖g₁‖ normalised; Nash-MTL: 1/√(a + b√(a/c)), which loses
+    # only ε_long/(1 + cos) ≈ 1e-10 there), with no library fallback
+    rng = np.random.default_rng(5)
+    opposition = 10.0 ** rng.uniform(-9, -3, 64)
+    theta = rng.uniform(0, 2 * np.pi, 64)
+    angle = theta + np.pi - np.sqrt(2 * opposition)
+    norms = 10.0 ** rng.uniform(-2, 2, (64, 2))
+    G = np.stack(
+        [
+            norms[:, :1] * np.stack([np.cos(theta), np.sin(theta)], axis=1),
+            norms[:, 1:] * np.stack([np.cos(angle), np.sin(angle)], axis=1),
+        ],
+        axis=1,
+    )
+    weights, regular = toy.GRAMIAN_WEIGHTS[name](toy.gramians(torch.as_tensor(G)), 0.0, G)
+    assert regular.all()
+    L = G.astype(np.longdouble)
+    a, b, c = (L[:, 0] ** 2).sum(1), (L[:, 0] * L[:, 1]).sum(1), (L[:, 1] ** 2).sum(1)
+    if name == "imtl_g":
+        exact = np.stack([np.sqrt(c), np.sqrt(a)], axis=1) / (np.sqrt(a) + np.sqrt(c))[:, None]
+    else:
+        exact = np.stack(
+            [1 / np.sqrt(a + b * np.sqrt(a / c)), 1 / np.sqrt(c + b * np.sqrt(c / a))], 1
+        )
+    np.testing.assert_allclose(weights, exact.astype(float), rtol=1e-8)
+    mild = opposition > 1e-5  # where the library's solvers are accurate: the same directions
+    update = toy.GramianUpdate(name, 1.0)
+    batched = update.directions(torch.as_tensor(G[mild]))
+    library = torch.stack([aggregators.get(name)(torch.as_tensor(g)) for g in G[mild]])
+    torch.testing.assert_close(batched, library, rtol=1e-9, atol=0)
+    assert update.fallbacks == 0
 
 
 @pytest.mark.parametrize("name", ["pcgrad", "nash_mtl", "famo"])
@@ -147,3 +186,22 @@ def test_closed_form_gradients_equal_autograd(scale):
     reference = toy.autograd_gradients(x, scale)
     assert float((G - reference).abs().max()) <= 1e-13 * (1 + float(reference.abs().max()))
     assert bool(((G - reference).abs() <= 1e-12 * reference.abs() + 1e-14).all())
+
+
+def test_the_docs_toy_tables_are_the_committed_spreads():
+    """docs/aggregators.md's two toy tables (losses as published, then loss 1 × 0.1) are
+    :func:`spread_table` of the committed ``cagrad_toy_spread*.json``, cell for cell."""
+    import json
+
+    root = Path(__file__).resolve().parents[2]
+    lines = (root / "docs" / "aggregators.md").read_text().splitlines()
+    header = toy.spread_table({}, 20, 0.1).splitlines()[0]
+    starts = [i for i, line in enumerate(lines) if line == header]
+    assert len(starts) == 2, "docs/aggregators.md should hold two spread tables"
+    for start, suffix in zip(starts, ["", "_scale0.1"], strict=True):
+        data = json.loads(
+            (root / "analysis" / "results" / f"cagrad_toy_spread{suffix}.json").read_text()
+        )
+        expected = toy.spread_table(data["spread"], data["perturb"], data["sigma"]).splitlines()
+        assert lines[start : start + len(expected)] == expected
+        assert data["steps"] == 35000 and data["perturb"] == 20
