@@ -73,15 +73,18 @@ SIGNALS = (
     "linearised",
     "sampled",
 )
-# (layout, tasks, width, steps, every): the exact every-step reference bounds the steps
+# (layout, tasks, width, steps, every): the exact every-step reference bounds the steps; every
+# signal is measured every 10 steps, the interval of TAG and of the issue's overhead figures
 GRID = [
     ("planted", 10, 48, 40, 10),
+    ("planted", 20, 48, 40, 10),
     ("planted", 40, 48, 40, 10),
-    ("planted", 100, 48, 20, 5),
-    ("planted", 40, 256, 20, 5),
-    ("planted", 100, 256, 10, 5),
-    ("planted", 40, 1024, 10, 5),
-    ("celeba40", 40, 16, 10, 5),
+    ("planted", 100, 48, 40, 10),
+    ("planted", 40, 256, 40, 10),
+    ("planted", 100, 256, 40, 10),
+    ("planted", 40, 1024, 20, 10),
+    ("planted", 100, 1024, 20, 10),
+    ("celeba40", 40, 16, 20, 10),
 ]
 QUICK = [("planted", 10, 48, 20, 5), ("celeba40", 40, 16, 10, 5)]
 BATCH = 128
@@ -161,28 +164,53 @@ def tag_score(Z: np.ndarray, groups: list[list[int]]) -> float:
 
 
 def local_search(Z: np.ndarray, budget: int, *, restarts: int = 4, seed: int = 0):
-    """Disjoint groups (each ≥ 2 tasks) maximising :func:`tag_score`: single-task moves from
-    seeded random balanced starts until no move improves; the best start. Deterministic."""
+    """Disjoint groups (each ≥ 2 tasks) maximising :func:`tag_score`: from seeded random
+    balanced starts, each task in turn moves to the group that raises the score most, until no
+    move raises it; the best start. Deterministic.
+
+    A move is scored in O(n + B) from the column sums S[g, j] = Σ_{i ∈ g} Z[i, j] and the
+    group scores, so a sweep costs O(n (n + B)) instead of O(n B) full evaluations of
+    :func:`tag_score` (at n = 100, B = 20 the whole search takes seconds, not minutes)."""
     n = len(Z)
+    diagonal = np.diag(Z)
     rng = np.random.default_rng(seed)
     best, best_score = None, -np.inf
     for _ in range(restarts):
         label = rng.permutation(np.arange(n) % budget)
-        score = tag_score(Z, [list(np.flatnonzero(label == g)) for g in range(budget)])
+        members = np.eye(budget)[:, label]  # [B, n] one-hot
+        S = members @ Z
+        size = members.sum(axis=1)
+        within = (members * (S - diagonal)).sum(axis=1)  # Σ_{j ∈ g} Σ_{i ∈ g, i ≠ j} Z[i, j]
         improved = True
         while improved:
             improved = False
             for t in rng.permutation(n):
-                for g in range(budget):
-                    if g == label[t] or (label == label[t]).sum() <= 2:
-                        continue
-                    trial = label.copy()
-                    trial[t] = g
-                    s = tag_score(Z, [list(np.flatnonzero(trial == h)) for h in range(budget)])
-                    if s > score + 1e-12:
-                        label, score, improved = trial, s, True
+                a = label[t]
+                if size[a] <= 2:
+                    continue
+                into = members @ Z[t]  # Σ_{j ∈ g} Z[t, j]
+                # leaving a: t's column and t's row (as a source) leave a's sums
+                left = within[a] - (S[a, t] - Z[t, t]) - (into[a] - Z[t, t])
+                gain_out = left / (size[a] - 2) - within[a] / (size[a] - 1)
+                joined = within + S[:, t] + into
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    gain_in = joined / size - np.where(size > 1, within / (size - 1), 0.0)
+                gain = gain_out + gain_in
+                gain[a] = -np.inf
+                g = int(np.argmax(gain))
+                if gain[g] <= 1e-12:
+                    continue
+                within[a], within[g] = left, joined[g]
+                S[a] -= Z[t]
+                S[g] += Z[t]
+                size[a] -= 1
+                size[g] += 1
+                members[a, t], members[g, t] = 0.0, 1.0
+                label[t] = g
+                improved = True
+        score = tag_score(Z, [list(np.flatnonzero(label == g)) for g in range(budget)])
         if score > best_score:
-            best, best_score = label, score
+            best, best_score = label.copy(), score
     return [list(np.flatnonzero(best == g)) for g in range(budget)], best
 
 
