@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 from torch.func import functional_call
 
 import taskgroup as tg
@@ -12,11 +13,15 @@ from taskgroup.affinity.scalable import (
     SIGNALS,
     SignalMeasurer,
     SourceSampler,
+    linear_head_gramian,
     representation_gradients,
+    representation_signal,
     sampled_lookahead,
     sketch_directions,
     sketch_signal,
 )
+from taskgroup.data.heads import LinearHead
+from taskgroup.models import MultiTaskModel
 from taskgroup.settings import AffinitySettings, SettingError
 from tests.affinity.conftest import LOSSES, make_batch, make_model
 
@@ -73,6 +78,58 @@ def test_representation_gradients_equal_a_per_task_autograd_loop(batchnorm):
     assert torch.allclose(cos, gram / norms[:, None] / norms[None, :], atol=1e-12)
     taylor = SignalMeasurer("representation", 4)(model, x, y, LOSSES, lr=LR).affinity
     assert torch.allclose(taylor, LR * gram / torch.stack(losses)[None, :], atol=1e-12)
+
+
+def nonlinear_heads_model() -> MultiTaskModel:
+    torch.manual_seed(3)
+    out = {"a": 3, "b": 1, "c": 1, "d": 1}
+    heads = {t: nn.Sequential(nn.Linear(8, 5), nn.Tanh(), nn.Linear(5, k)) for t, k in out.items()}
+    return MultiTaskModel(float64_model().trunk, heads).double()
+
+
+@pytest.mark.parametrize("head", ["linear", "linear_head"])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_the_linear_head_gramian_equals_the_gramian_of_the_representation_gradients(head, dropout):
+    model = float64_model(dropout=dropout)
+    losses = LOSSES  # their squeeze(-1) takes a squeezed prediction too
+    if head == "linear_head":  # taskgroup's own squeezed heads
+        for name, old in list(model.heads.items()):
+            new = LinearHead(old.in_features, old.out_features).double()
+            new.load_state_dict(old.state_dict())
+            model.heads[name] = new
+    x, y = float64_batch()
+    rng = torch.get_rng_state()
+    gram, base = linear_head_gramian(model, x, y, losses)
+    assert torch.equal(torch.get_rng_state(), rng)  # the trunk's dropout leaves the stream alone
+    rows, expected_base = representation_gradients(model, x, y, losses)  # same dropout masks
+    torch.testing.assert_close(gram, rows @ rows.T, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(base, expected_base, rtol=0, atol=0)
+    measured, kept = representation_signal(model, x, y, losses, lr=LR)
+    assert kept is None  # no [n, B·D] matrix on this path
+    torch.testing.assert_close(measured.affinity, LR * (rows @ rows.T) / base[None, :])
+
+
+@pytest.mark.parametrize("kind", ["representation", "representation_cosine"])
+def test_the_measurer_reuses_its_representation_buffer_without_changing_a_value(kind):
+    model = nonlinear_heads_model()
+    assert linear_head_gramian(model, *float64_batch(), LOSSES) is None  # R is formed
+    measurer = SignalMeasurer(kind, len(LOSSES))
+    first_batch, second_batch = float64_batch(), make_batch(seed=9)
+    second_batch = (
+        second_batch[0].double(),
+        {k: v.double() if v.is_floating_point() else v for k, v in second_batch[1].items()},
+    )
+    first = measurer(model, *first_batch, LOSSES, lr=LR)
+    buffer = measurer.rows.data_ptr()
+    second = measurer(model, *second_batch, LOSSES, lr=LR)
+    assert measurer.rows.data_ptr() == buffer  # the second batch wrote into the first's R
+    for batch, measured in ((first_batch, first), (second_batch, second)):
+        fresh = SignalMeasurer(kind, len(LOSSES))(model, *batch, LOSSES, lr=LR)
+        assert torch.equal(measured.affinity, fresh.affinity)
+        assert torch.equal(measured.base_losses, fresh.base_losses)
+    # a buffer of another shape is not used
+    rows, _ = representation_gradients(model, *first_batch, LOSSES, out=torch.empty(3, 5).double())
+    assert rows.shape[0] == len(LOSSES) and rows.shape[1] != 5
 
 
 def test_representation_signals_need_a_multitask_model():
