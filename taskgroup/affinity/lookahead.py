@@ -40,6 +40,10 @@ Vectorize = Literal["auto", "loop", "vmap"]
 LossFns = Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
 # per-task gradient blocks up to this size are formed whole (see gradient_chunk_rows)
 AUTO_GRADIENT_BYTES = 64 * 2**20
+# vectorize="auto" vmaps the lookahead forwards up to this many moved parameters (m × P): on
+# the development CPU vmap won at 9 × 8.5k (0.92 vs 1.25 of the floor) and lost at 9 × 99k
+# (1.21 vs 1.15 with SGD, 1.37 vs 1.26 with Adam; analysis/bench_lookahead.py)
+AUTO_VMAP_ELEMENTS = 2**18
 
 
 @dataclass(frozen=True)
@@ -213,7 +217,8 @@ def lookahead_losses(
         reset: called before each forward (rewinds the RNG in :func:`lookahead_affinity`).
         vectorize: ``"loop"`` runs m functional forwards; ``"vmap"`` one vmapped forward over the
             stacked values (``chunk_size`` rows at a time), which cannot update batch-norm
-            running statistics; ``"auto"`` is ``"vmap"`` for models without buffers.
+            running statistics; ``"auto"`` is ``"vmap"`` for models without buffers whose
+            ``moved_shared`` has at most :data:`AUTO_VMAP_ELEMENTS` entries, else ``"loop"``.
         tie_weights: whether the model has tied tensors (see :func:`has_tied_tensors`;
             detected when ``None``).
 
@@ -225,7 +230,8 @@ def lookahead_losses(
     if buffers is None:
         buffers = {n: b.clone() for n, b in model.named_buffers()}
     if vectorize == "auto":
-        vectorize = "loop" if buffers else "vmap"
+        wide = moved_shared.numel() > AUTO_VMAP_ELEMENTS
+        vectorize = "loop" if buffers or wide else "vmap"
     if tie_weights is None:
         tie_weights = has_tied_tensors(model)
     shapes = [model.get_parameter(n).shape for n in shared_names]
@@ -582,7 +588,8 @@ def lookahead_affinity(
             rank gets the matrix of the global batch; ``None`` = whenever one is initialised.
         vectorize: lookahead forwards as a loop of functional calls (``"loop"``), one ``vmap``
             (``"vmap"``), or ``"auto"``: vmap unless the model has buffers (batch-norm running
-            statistics cannot be updated under vmap).
+            statistics cannot be updated under vmap) or the n moved copies of θ_s exceed
+            :data:`AUTO_VMAP_ELEMENTS` entries (wide trunks, where the loop is faster).
         batched_grads: per-task gradients in one vmapped backward instead of n retained ones.
         chunk_size: bound on the rows of a batched backward or a vmapped forward.
         memory_budget: bytes the per-task gradients of θ_s may take at once (``None``:

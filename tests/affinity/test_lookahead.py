@@ -323,3 +323,16 @@ def test_tie_detection_matches_a_scan_of_the_named_tensors():
     for model in models:
         assert has_tied_tensors(model) == scan(model)
     assert [has_tied_tensors(m) for m in models] == [False, True, True, False, True, False]
+
+
+def test_auto_vectorize_loops_over_wide_moves_and_vmaps_narrow_ones(batch, monkeypatch):
+    from taskgroup.affinity import lookahead
+
+    model = make_model()
+    x, t = batch
+    loop = lookahead_affinity(model, x, t, LOSSES, lr=0.1, vectorize="loop")
+    vmapped = lookahead_affinity(model, x, t, LOSSES, lr=0.1, vectorize="vmap")
+    monkeypatch.setattr(lookahead, "AUTO_VMAP_ELEMENTS", 0)  # every move is "wide"
+    assert torch.equal(lookahead_affinity(model, x, t, LOSSES, lr=0.1), loop)
+    monkeypatch.setattr(lookahead, "AUTO_VMAP_ELEMENTS", 10**9)
+    assert torch.equal(lookahead_affinity(model, x, t, LOSSES, lr=0.1), vmapped)
