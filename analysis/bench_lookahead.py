@@ -223,10 +223,12 @@ def lookahead_tables(args, label: str, kind: str, width: int) -> list[dict]:
         for vec, batched in VARIANTS:
             name = f"ours {vec}/batched={batched}"
 
-            def ours(vec=vec, batched=batched, kw=kw):
+            # each variant keeps its workspace between calls, as AffinityTracker does
+            def ours(vec=vec, batched=batched, kw=kw, workspace={}):  # noqa: B006
                 return lookahead_affinity(
-                    model, inputs, targets, losses, vectorize=vec, batched_grads=batched, **kw
-                )
+                    model, inputs, targets, losses, vectorize=vec, batched_grads=batched,
+                    workspace=workspace, **kw,
+                )  # fmt: skip
 
             try:
                 z = ours()

@@ -40,10 +40,6 @@ Vectorize = Literal["auto", "loop", "vmap"]
 LossFns = Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
 # per-task gradient blocks up to this size are formed whole (see gradient_chunk_rows)
 AUTO_GRADIENT_BYTES = 64 * 2**20
-# vectorize="auto" vmaps the lookahead forwards up to this many moved parameters (m × P): on
-# the development CPU vmap won at 9 × 8.5k (0.92 vs 1.25 of the floor) and lost at 9 × 99k
-# (1.21 vs 1.15 with SGD, 1.37 vs 1.26 with Adam; analysis/bench_lookahead.py)
-AUTO_VMAP_ELEMENTS = 2**18
 
 
 @dataclass(frozen=True)
@@ -217,8 +213,7 @@ def lookahead_losses(
         reset: called before each forward (rewinds the RNG in :func:`lookahead_affinity`).
         vectorize: ``"loop"`` runs m functional forwards; ``"vmap"`` one vmapped forward over the
             stacked values (``chunk_size`` rows at a time), which cannot update batch-norm
-            running statistics; ``"auto"`` is ``"vmap"`` for models without buffers whose
-            ``moved_shared`` has at most :data:`AUTO_VMAP_ELEMENTS` entries, else ``"loop"``.
+            running statistics; ``"auto"`` is ``"vmap"`` for models without buffers.
         tie_weights: whether the model has tied tensors (see :func:`has_tied_tensors`;
             detected when ``None``).
 
@@ -230,8 +225,7 @@ def lookahead_losses(
     if buffers is None:
         buffers = {n: b.clone() for n, b in model.named_buffers()}
     if vectorize == "auto":
-        wide = moved_shared.numel() > AUTO_VMAP_ELEMENTS
-        vectorize = "loop" if buffers or wide else "vmap"
+        vectorize = "loop" if buffers else "vmap"
     if tie_weights is None:
         tie_weights = has_tied_tensors(model)
     shapes = [model.get_parameter(n).shape for n in shared_names]
@@ -370,18 +364,24 @@ def _gradient_rows(
     across_ranks: bool,
     batched_grads: bool,
     chunk_size: int | None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``[len(rows), P]``: the gradients of the shared parameters of the tasks ``rows`` (the
-    graph is kept), checked finite, averaged over the ranks when ``across_ranks``. All rows at
-    once go through :func:`~taskgroup.gradients.task_gradients`; a chunk is written row by row
-    into one buffer (no second copy of the chunk)."""
+    graph is kept), checked finite, averaged over the ranks when ``across_ranks``. With
+    ``out`` (a ``[≥ len(rows), P]`` buffer of the gradients' dtype and device), the rows are
+    written into its first rows and a view of it is returned; all rows at once otherwise go
+    through :func:`~taskgroup.gradients.task_gradients`, a chunk row by row into a new buffer
+    (no second copy of the chunk)."""
     chosen = [task_losses[i] for i in rows]
-    if batched_grads or len(chosen) == len(task_losses):
+    if out is None and (batched_grads or len(chosen) == len(task_losses)):
         grads = task_gradients(chosen, params, batched=batched_grads, chunk_size=chunk_size)
     else:
         dtype = functools.reduce(torch.promote_types, (p.dtype for p in params))
         numel = sum(p.numel() for p in params)
-        grads = torch.empty(len(chosen), numel, dtype=dtype, device=params[0].device)
+        if out is not None:
+            grads = out[: len(chosen)]
+        else:
+            grads = torch.empty(len(chosen), numel, dtype=dtype, device=params[0].device)
         for r, loss in enumerate(chosen):
             pieces = torch.autograd.grad(
                 loss, params, retain_graph=True, allow_unused=True, materialize_grads=True
@@ -458,6 +458,25 @@ def _moved_shared(
     return stepped_parameters(optimizer, shared_params, grads, overwrite=True)
 
 
+def _workspace_rows(
+    workspace: dict | None, rows: int, params: Sequence[torch.Tensor]
+) -> torch.Tensor | None:
+    """The ``[rows, P]`` gradient buffer kept in ``workspace`` (made, or remade when its shape,
+    dtype or device changed); ``None`` without a workspace."""
+    if workspace is None:
+        return None
+    dtype = functools.reduce(torch.promote_types, (p.dtype for p in params))
+    shape = (rows, sum(p.numel() for p in params))
+    kept = workspace.get("gradients")
+    if (
+        kept is None
+        or kept.shape != shape
+        or (kept.dtype, kept.device) != (dtype, params[0].device)
+    ):
+        kept = workspace["gradients"] = torch.empty(shape, dtype=dtype, device=params[0].device)
+    return kept
+
+
 def _gramian(gradient_rows: Callable[[range], torch.Tensor], n: int, rows: int) -> torch.Tensor:
     """``G Gᵀ`` (float64) from ``gradient_rows``: whole when ``rows`` ≥ ``n``, else
     :func:`chunked_gramian`."""
@@ -501,6 +520,7 @@ def measure_lookahead(
     batched_grads: bool = False,
     chunk_size: int | None = None,
     memory_budget: int | None = None,
+    workspace: dict | None = None,
 ) -> LookaheadMeasurement:
     """:func:`lookahead_affinity` with the base losses and step size it used."""
     lookahead = resolve_lookahead(lookahead, optimizer)
@@ -532,6 +552,9 @@ def measure_lookahead(
         if gramian:
             gram = _gramian(gradient_rows, len(names), rows)
             return LookaheadMeasurement(_gradient_affinity(gram, base64, lr, lookahead), base, lr)
+        if not batched_grads:  # each chunk's rows are stepped and used before the next one's
+            buffer = _workspace_rows(workspace, min(rows, len(names)), shared_params)
+            gradient_rows = functools.partial(gradient_rows, out=buffer)
         batch = (inputs, targets, losses)
         losses_after = functools.partial(
             _losses_after_step, model, batch, shared_names, shared_params, reset=reset, **step
@@ -563,6 +586,7 @@ def lookahead_affinity(
     batched_grads: bool = False,
     chunk_size: int | None = None,
     memory_budget: int | None = None,
+    workspace: dict | None = None,
 ) -> torch.Tensor:
     """Lookahead inter-task affinity ``Z`` ``[n, n]`` on one batch (float64).
 
@@ -588,8 +612,7 @@ def lookahead_affinity(
             rank gets the matrix of the global batch; ``None`` = whenever one is initialised.
         vectorize: lookahead forwards as a loop of functional calls (``"loop"``), one ``vmap``
             (``"vmap"``), or ``"auto"``: vmap unless the model has buffers (batch-norm running
-            statistics cannot be updated under vmap) or the n moved copies of θ_s exceed
-            :data:`AUTO_VMAP_ELEMENTS` entries (wide trunks, where the loop is faster).
+            statistics cannot be updated under vmap).
         batched_grads: per-task gradients in one vmapped backward instead of n retained ones.
         chunk_size: bound on the rows of a batched backward or a vmapped forward.
         memory_budget: bytes the per-task gradients of θ_s may take at once (``None``:
@@ -599,6 +622,10 @@ def lookahead_affinity(
             (:func:`chunked_gramian`: more backward passes, same result to float64
             rounding). The n lookahead forwards and the graph of one forward are not bounded
             by it.
+        workspace: a dict the caller keeps between calls (:class:`AffinityTracker` does): the
+            lookaheads keep their ``[n, P]`` gradient buffer in it and reuse it, sparing a fresh
+            allocation's page faults each call (on the width-256 MLP about a third of what the
+            lookahead costs above the compute floor). Never changes a result.
 
     Parameters, buffers, optimizer state and the caller's RNG stream are left unchanged.
     """
@@ -616,4 +643,5 @@ def lookahead_affinity(
         batched_grads=batched_grads,
         chunk_size=chunk_size,
         memory_budget=memory_budget,
+        workspace=workspace,
     ).affinity

@@ -581,6 +581,7 @@ class SignalMeasurer:
         m = sources if sources is not None else -(-tasks // SOURCES_FRACTION)
         self.sampler = SourceSampler(tasks, m, seed) if lookahead == "sampled" else None
         self.rows: torch.Tensor | None = None  # the representation gradients' buffer
+        self.workspace: dict = {}  # the exact lookaheads' gradient buffer (measure_lookahead)
 
     def __call__(
         self,
@@ -598,7 +599,7 @@ class SignalMeasurer:
         if kind not in SCALABLE:
             return measure_lookahead(
                 model, inputs, targets, losses, shared=shared, lr=lr, lookahead=kind,
-                optimizer=optimizer, **self.options,
+                optimizer=optimizer, workspace=self.workspace, **self.options,
             )  # fmt: skip
         if kind.startswith("representation"):
             cosine = kind == "representation_cosine"

@@ -325,14 +325,21 @@ def test_tie_detection_matches_a_scan_of_the_named_tensors():
     assert [has_tied_tensors(m) for m in models] == [False, True, True, False, True, False]
 
 
-def test_auto_vectorize_loops_over_wide_moves_and_vmaps_narrow_ones(batch, monkeypatch):
-    from taskgroup.affinity import lookahead
-
+@pytest.mark.parametrize("name", ["adam", "sgd_momentum"])
+@pytest.mark.parametrize("memory_budget", [None, 1])  # whole, and one task per chunk
+def test_a_kept_workspace_changes_no_result_and_reuses_its_buffer(name, memory_budget, batch):
     model = make_model()
+    opt = trained_optimizer(model, OPTIMIZERS[name])
     x, t = batch
-    loop = lookahead_affinity(model, x, t, LOSSES, lr=0.1, vectorize="loop")
-    vmapped = lookahead_affinity(model, x, t, LOSSES, lr=0.1, vectorize="vmap")
-    monkeypatch.setattr(lookahead, "AUTO_VMAP_ELEMENTS", 0)  # every move is "wide"
-    assert torch.equal(lookahead_affinity(model, x, t, LOSSES, lr=0.1), loop)
-    monkeypatch.setattr(lookahead, "AUTO_VMAP_ELEMENTS", 10**9)
-    assert torch.equal(lookahead_affinity(model, x, t, LOSSES, lr=0.1), vmapped)
+    options = {"optimizer": opt, "memory_budget": memory_budget, "vectorize": "loop"}
+    expected = lookahead_affinity(model, x, t, LOSSES, **options)
+    workspace: dict = {}
+    first = lookahead_affinity(model, x, t, LOSSES, workspace=workspace, **options)
+    buffer = workspace["gradients"]
+    rows = len(LOSSES) if memory_budget is None else 1
+    assert buffer.shape == (rows, sum(p.numel() for p in model.trunk.parameters()))
+    other_x, other_t = make_batch(seed=5)
+    other = lookahead_affinity(model, other_x, other_t, LOSSES, workspace=workspace, **options)
+    assert workspace["gradients"] is buffer  # the second call wrote into the first's buffer
+    assert torch.equal(first, expected)
+    assert torch.equal(other, lookahead_affinity(model, other_x, other_t, LOSSES, **options))
