@@ -462,11 +462,16 @@ def _workspace_rows(
     workspace: dict | None, rows: int, params: Sequence[torch.Tensor]
 ) -> torch.Tensor | None:
     """The ``[rows, P]`` gradient buffer kept in ``workspace`` (made, or remade when its shape,
-    dtype or device changed); ``None`` without a workspace."""
+    dtype or device changed); ``None`` without a workspace, or when the buffer would exceed
+    :data:`AUTO_GRADIENT_BYTES` (a larger one is not held between measurements: the memory
+    would outweigh the page faults it saves next to that many backward passes)."""
     if workspace is None:
         return None
     dtype = functools.reduce(torch.promote_types, (p.dtype for p in params))
     shape = (rows, sum(p.numel() for p in params))
+    if shape[0] * shape[1] * dtype.itemsize > AUTO_GRADIENT_BYTES:
+        workspace.pop("gradients", None)
+        return None
     kept = workspace.get("gradients")
     if (
         kept is None
@@ -623,9 +628,10 @@ def lookahead_affinity(
             rounding). The n lookahead forwards and the graph of one forward are not bounded
             by it.
         workspace: a dict the caller keeps between calls (:class:`AffinityTracker` does): the
-            lookaheads keep their ``[n, P]`` gradient buffer in it and reuse it, sparing a fresh
-            allocation's page faults each call (on the width-256 MLP about a third of what the
-            lookahead costs above the compute floor). Never changes a result.
+            lookaheads keep their ``[n, P]`` gradient buffer in it (up to
+            :data:`AUTO_GRADIENT_BYTES`) and reuse it, sparing a fresh allocation's page faults
+            each call (on the width-256 MLP most of what the lookahead cost above the compute
+            floor). Never changes a result.
 
     Parameters, buffers, optimizer state and the caller's RNG stream are left unchanged.
     """

@@ -343,3 +343,17 @@ def test_a_kept_workspace_changes_no_result_and_reuses_its_buffer(name, memory_b
     assert workspace["gradients"] is buffer  # the second call wrote into the first's buffer
     assert torch.equal(first, expected)
     assert torch.equal(other, lookahead_affinity(model, other_x, other_t, LOSSES, **options))
+
+
+def test_a_workspace_keeps_no_buffer_above_the_automatic_gradient_bytes(batch, monkeypatch):
+    from taskgroup.affinity import lookahead
+
+    model = make_model()
+    x, t = batch
+    workspace: dict = {}
+    lookahead_affinity(model, x, t, LOSSES, lr=0.1, workspace=workspace)
+    assert "gradients" in workspace
+    monkeypatch.setattr(lookahead, "AUTO_GRADIENT_BYTES", 8)  # every buffer is "large" now
+    z = lookahead_affinity(model, x, t, LOSSES, lr=0.1, memory_budget=10**9, workspace=workspace)
+    assert "gradients" not in workspace
+    assert torch.equal(z, lookahead_affinity(model, x, t, LOSSES, lr=0.1))
