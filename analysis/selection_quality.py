@@ -10,9 +10,12 @@ for each seed and budget B in 2, 3:
 - **hoa**: Standley's higher-order approximation (``select_groups(table, B, method="hoa")``) from
   the single-task and pair trainings among the exhaustive ones (validation losses); cost = those
   n + n(n−1)/2 trainings (the network ratio (n + n(n−1)/2) / (2^n − 1) is printed beside it).
-- **verified**: ``verified_selection`` on the same affinity (``--shortlist`` groupings, a
-  ``--fraction`` of the schedule, successive halving, short single-task references); cost = the
-  co-training run plus its short trainings.
+- **verified**: ``verified_selection`` on the affinity of the ``--verify-signal`` run (default
+  the Adam lookahead; ``verified:<signal>`` for another, e.g. ``cosine``): ``--shortlist``
+  groupings, a ``--fraction`` of the schedule, successive halving, short single-task
+  references; cost = the co-training run plus its short trainings. ``--phase verify`` writes
+  the picks beside the co-training runs (``--affinity-out``); ``--phase heldout`` keeps them in
+  ``selection_affinity_<recipe>.json`` too, so the digests alone reproduce the table.
 - **exhaustive**: every subset trained, the grouping with the best *validation* Δm on losses
   (what exhaustive search picks without test data); cost = 1.
 
@@ -134,15 +137,16 @@ def validation_choice(results: list[GroupResult], tasks: list[str], budget: int)
     return tuple(sorted(best))
 
 
-def _verify_seed(recipe, seed, out, shortlist, fraction):
+def _verify_seed(recipe, seed, out, shortlist, fraction, signal=SIGNAL):
     """Every budget of one seed in one process: the budgets share short trainings (and their
-    folders), so they must not run concurrently."""
+    folders), so they must not run concurrently. ``signal``: the co-training run whose
+    affinity shortlists (``out/seed<S>/affinity_<signal>.json``)."""
     torch.set_num_threads(1)
     spec, bench = gq.recipe_benchmark(recipe, seed)
     settings = gq.train_settings(spec, bench, seed)
-    affinity = AffinityMatrix.load(out / f"seed{seed}" / f"affinity_{SIGNAL}.json")
+    affinity = AffinityMatrix.load(out / f"seed{seed}" / f"affinity_{signal}.json")
     for budget in BUDGETS:
-        path = out / f"seed{seed}" / f"verified_B{budget}_K{shortlist}_f{fraction:g}.json"
+        path = verified_path(out, seed, budget, shortlist, fraction, signal)
         if path.exists():
             continue
         chosen = verified_selection(
@@ -514,6 +518,16 @@ def load_affinities(root: Path, seed: int, digest: dict | None = None) -> dict:
     return found
 
 
+def verified_digest(folder: Path, seeds: list[int], previous: dict | None) -> dict:
+    """Every verified pick found in ``folder/seed<S>/verified_*.json``, by seed and file name,
+    over the ``previous`` digest's (the picks are small; the short trainings are not kept)."""
+    picks = {k: dict(v) for k, v in (previous or {}).get("verified", {}).items()}
+    for seed in seeds:
+        for path in sorted((folder / f"seed{seed}").glob("verified_*.json")):
+            picks.setdefault(str(seed), {})[path.name] = Grouping.load(path).to_dict()
+    return picks
+
+
 def affinity_digest(recipe: str, affinities: dict[int, dict[str, AffinityMatrix]]) -> dict:
     """Every matrix scored, without its per-step trace: a few kB to keep in the repository."""
     seeds = {}
@@ -526,22 +540,28 @@ def affinity_digest(recipe: str, affinities: dict[int, dict[str, AffinityMatrix]
     return {"format": "taskgroup.selection_affinities", "recipe": recipe, "seeds": seeds}
 
 
-def _picks(affinities, seed, results, budget, table, exhaustive, verified_path, notes):
+def _picks(affinities, seed, results, budget, table, exhaustive, verified, notes):
     """Each method's grouping (subset tuples) and cost (seconds, steps), from what
-    initialisation 0 and the co-training runs show: method → (groups, seconds, steps)."""
+    initialisation 0 and the co-training runs show: method → (groups, seconds, steps).
+    ``verified``: (path of the verified pick, its signal, the digest's pick or ``None``)."""
+    verified_file, signal, kept = verified
     picks = signal_picks(affinities, budget, notes, f"seed {seed}")
     picks["hoa"] = (
         select_groups(table, budget, method="hoa").groups,
         table.cost["seconds"],
         table.cost["steps"],
     )
-    if verified_path.exists() and SIGNAL in affinities:
-        verified = Grouping.load(verified_path)
-        cost = verified.info["cost"]
-        seconds, steps = _cost([affinities[SIGNAL]])
-        picks["verified"] = (verified.groups, seconds + cost["seconds"], steps + cost["steps"])
+    pick = Grouping.load(verified_file) if verified_file.exists() else kept
+    if pick is not None and signal in affinities:
+        cost = pick.info["cost"]
+        seconds, steps = _cost([affinities[signal]])
+        picks[verified_method(signal)] = (
+            pick.groups,
+            seconds + cost["seconds"],
+            steps + cost["steps"],
+        )
     else:
-        notes.append(f"seed {seed}, B={budget}: no {verified_path.name} (run --phase verify)")
+        notes.append(f"seed {seed}, B={budget}: no {verified_file.name} (run --phase verify)")
     tasks = [t for r in results if len(r.tasks) == 1 for t in r.tasks]
     picks["exhaustive"] = (
         [results[s].tasks for s in validation_choice(results, tasks, budget)],
@@ -594,6 +614,7 @@ def score_held_out(
     affinity_out: Path | None = None,
     digest: dict | None = None,
     reps: int = BOOTSTRAP_REPS,
+    verify_signal: str = SIGNAL,
 ) -> dict:
     """The held-out evaluation (see ``main``'s ``--phase heldout``) of the data seeds whose
     initialisation 0 and at least one more (``inits`` = K: exactly the first K) are complete.
@@ -613,7 +634,8 @@ def score_held_out(
             notes.append(f"seed {seed}: initialisations {partial} (trainings found) not used")
         by_init = [gq.load_subsets(out, seed, tasks, aggregator, init) for init in chosen]
         affinities = load_affinities(affinity_out or out, seed, digest)
-        verified = (out, shortlist, fraction)
+        kept = (digest or {}).get("verified", {}).get(str(seed), {})
+        verified = (affinity_out or out, shortlist, fraction, verify_signal, kept)
         _score_seed(seed, chosen, by_init, directions, affinities, verified, notes, rows, boot)
     return {
         "protocol": protocol(inits, reps, shortlist, fraction),
@@ -626,22 +648,35 @@ def score_held_out(
     }
 
 
-def verified_path(out: Path, seed: int, budget: int, shortlist: int, fraction: float) -> Path:
-    """Where ``--phase verify`` keeps the verified selection's pick."""
-    return out / f"seed{seed}" / f"verified_B{budget}_K{shortlist}_f{fraction:g}.json"
+def verified_path(
+    out: Path, seed: int, budget: int, shortlist: int, fraction: float, signal: str = SIGNAL
+) -> Path:
+    """Where ``--phase verify`` keeps the verified selection's pick (shortlisted by the
+    ``signal`` run; the Adam lookahead's file name has no signal, as before)."""
+    tag = "" if signal == SIGNAL else f"{signal}_"
+    return out / f"seed{seed}" / f"verified_{tag}B{budget}_K{shortlist}_f{fraction:g}.json"
+
+
+def verified_method(signal: str) -> str:
+    return "verified" if signal == SIGNAL else f"verified:{signal}"
 
 
 def _score_seed(seed, inits, by_init, directions, affinities, verified, notes, rows, boot):
     """Append one data seed's rows (every budget, Δm kind and method) to ``rows`` and its
-    held-out blocks and picks to ``boot[(Δm kind, budget)]``; ``verified``: (out, shortlist,
-    fraction) of the verified selection's picks."""
+    held-out blocks and picks to ``boot[(Δm kind, budget)]``; ``verified``: (folder,
+    shortlist, fraction, signal, the digest's picks by file name) of the verified selection."""
     results = by_init[0]
     tasks = list(directions)
     exhaustive = (sum(r.seconds for r in results), sum(r.steps for r in results))
     table, _ = pair_table(results, tasks)
     for budget in BUDGETS:
-        path = verified_path(verified[0], seed, budget, *verified[1:])
-        picks = _picks(affinities, seed, results, budget, table, exhaustive, path, notes)
+        folder, shortlist, fraction, signal, kept = verified
+        path = verified_path(folder, seed, budget, shortlist, fraction, signal)
+        stored = kept.get(path.name)
+        stored = None if stored is None else Grouping.from_dict(stored, f"digest {path.name}")
+        picks = _picks(
+            affinities, seed, results, budget, table, exhaustive, (path, signal, stored), notes
+        )
         for delta, only in gq.DELTAS.items():
             groupings, dm = mean_ground_truth(by_init, tasks, directions, budget, only)
             found, chosen = _seed_rows(
@@ -876,6 +911,9 @@ def held_out_phase(args: argparse.Namespace) -> dict:
     digest_path = RESULTS / f"selection_affinity_{args.recipe}.json"
     digest = json.loads(digest_path.read_text()) if digest_path.exists() else None
     results = args.results or args.affinity_out or args.out
+    # the verified picks found beside the co-training runs join the digest's before scoring
+    verified = verified_digest(args.affinity_out or args.out, args.seeds, digest)
+    digest = (digest or {}) | {"verified": verified}
     with tempfile.TemporaryDirectory() as restored:
         out = args.out
         if args.digests:
@@ -894,6 +932,7 @@ def held_out_phase(args: argparse.Namespace) -> dict:
             affinity_out=args.affinity_out or args.out,
             digest=digest,
             reps=args.reps,
+            verify_signal=args.verify_signal,
         )
     summary["recipe"] = args.recipe
     summary["seconds"] = round(time.perf_counter() - started, 1)
@@ -905,7 +944,7 @@ def held_out_phase(args: argparse.Namespace) -> dict:
     name = f"selection_heldout_{args.recipe}"
     (results / f"{name}.json").write_text(json.dumps(summary, indent=1))
     (results / f"{name}.txt").write_text(text)
-    record = affinity_digest(args.recipe, affinities)
+    record = affinity_digest(args.recipe, affinities) | {"verified": verified}
     (results / f"selection_affinity_{args.recipe}.json").write_text(json.dumps(record))
     if summary["rows"]:
         plot_cost_regret(summary, results / f"{name}.png")
@@ -927,6 +966,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--shortlist", type=int, default=8, help="groupings the verified selection shortlists"
+    )
+    parser.add_argument(
+        "--verify-signal",
+        default=SIGNAL,
+        help="the co-training run whose affinity the verified selection shortlists from "
+        f"(affinity_<signal>.json; default {SIGNAL})",
     )
     parser.add_argument(
         "--fraction",
@@ -980,9 +1025,10 @@ def main(argv: list[str] | None = None) -> int:
         gq.run_jobs(jobs, args.workers)
     if args.phase in ("all", "verify"):
         jobs = [
-            (_verify_seed, args.recipe, seed, out, args.shortlist, args.fraction)
+            (_verify_seed, args.recipe, seed, affinity_out, args.shortlist, args.fraction,
+             args.verify_signal)
             for seed in args.seeds
-        ]
+        ]  # fmt: skip
         started = time.perf_counter()
         print(f"verified selections: {len(jobs)} on {args.workers} workers", flush=True)
         gq.run_jobs(jobs, args.workers)

@@ -181,3 +181,39 @@ def test_measure_scaled():
         assert scaled.metadata["loss_scales"][t] == pytest.approx(expected)
     assert scaled.metadata["loss_scales"]["large"] > 10 * scaled.metadata["loss_scales"]["small"]
     assert not np.allclose(scaled.values, plain.values)
+
+
+def test_a_verified_pick_of_another_signal_scores_the_same_from_its_file_and_the_digest(
+    five, tmp_path
+):
+    import shutil
+
+    from taskgroup.grouping import Grouping
+
+    runs = tmp_path / "runs"
+    shutil.copytree(five, runs)
+    plain = sq.verified_path(runs, 0, 2, 8, 0.25)
+    AffinityMatrix.load(runs / "seed0" / "affinity_optimizer.json").save(
+        runs / "seed0" / "affinity_cosine.json"
+    )
+    other = sq.verified_path(runs, 0, 2, 8, 0.25, "cosine")
+    assert other.name == "verified_cosine_B2_K8_f0.25.json" and plain.name.startswith("verified_B2")
+    pick = Grouping.load(plain)
+    pick.save(other)
+
+    def rows(summary):
+        return [r for r in summary["rows"] if r["method"] == "verified:cosine"]
+
+    options = {"inits": 3, "reps": 20, "verify_signal": "cosine"}
+    from_file = sq.score_held_out(runs, [0], TASKS, AGGREGATOR, DIRECTIONS, **options)
+    assert rows(from_file) and all(r["budget"] == 2 for r in rows(from_file))
+    digest = {"verified": sq.verified_digest(runs, [0], None)}
+    assert set(digest["verified"]["0"]) == {plain.name, other.name}
+    other.unlink()
+    from_digest = sq.score_held_out(
+        runs, [0], TASKS, AGGREGATOR, DIRECTIONS, digest=digest, **options
+    )
+    assert rows(from_digest) == rows(from_file)
+    no_pick = sq.score_held_out(runs, [0], TASKS, AGGREGATOR, DIRECTIONS, **options)
+    assert not rows(no_pick)
+    assert any(other.name in n for n in no_pick["notes"])
