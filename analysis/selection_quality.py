@@ -10,8 +10,8 @@ for each seed and budget B in 2, 3:
 - **hoa**: Standley's higher-order approximation (``select_groups(table, B, method="hoa")``) from
   the single-task and pair trainings among the exhaustive ones (validation losses); cost = those
   n + n(n−1)/2 trainings (the network ratio (n + n(n−1)/2) / (2^n − 1) is printed beside it).
-- **verified**: ``verified_selection`` on the affinity of the ``--verify-signal`` run (default
-  the Adam lookahead; ``verified:<signal>`` for another, e.g. ``cosine``): ``--shortlist``
+- **verified**: ``verified_selection`` on the affinity of each ``--verify SIGNAL[:FRACTION]`` run
+  (default the Adam lookahead; ``verified:<signal>`` for another, e.g. ``cosine``): ``--shortlist``
   groupings, a ``--fraction`` of the schedule, successive halving, short single-task
   references; cost = the co-training run plus its short trainings. ``--phase verify`` writes
   the picks beside the co-training runs (``--affinity-out``); ``--phase heldout`` keeps them in
@@ -543,25 +543,22 @@ def affinity_digest(recipe: str, affinities: dict[int, dict[str, AffinityMatrix]
 def _picks(affinities, seed, results, budget, table, exhaustive, verified, notes):
     """Each method's grouping (subset tuples) and cost (seconds, steps), from what
     initialisation 0 and the co-training runs show: method → (groups, seconds, steps).
-    ``verified``: (path of the verified pick, its signal, the digest's pick or ``None``)."""
-    verified_file, signal, kept = verified
+    ``verified``: per verified selection (its method name, the path of its pick, its signal,
+    the digest's pick or ``None``)."""
     picks = signal_picks(affinities, budget, notes, f"seed {seed}")
     picks["hoa"] = (
         select_groups(table, budget, method="hoa").groups,
         table.cost["seconds"],
         table.cost["steps"],
     )
-    pick = Grouping.load(verified_file) if verified_file.exists() else kept
-    if pick is not None and signal in affinities:
+    for method, verified_file, signal, kept in verified:
+        pick = Grouping.load(verified_file) if verified_file.exists() else kept
+        if pick is None or signal not in affinities:
+            notes.append(f"seed {seed}, B={budget}: no {verified_file.name} (run --phase verify)")
+            continue
         cost = pick.info["cost"]
         seconds, steps = _cost([affinities[signal]])
-        picks[verified_method(signal)] = (
-            pick.groups,
-            seconds + cost["seconds"],
-            steps + cost["steps"],
-        )
-    else:
-        notes.append(f"seed {seed}, B={budget}: no {verified_file.name} (run --phase verify)")
+        picks[method] = (pick.groups, seconds + cost["seconds"], steps + cost["steps"])
     tasks = [t for r in results if len(r.tasks) == 1 for t in r.tasks]
     picks["exhaustive"] = (
         [results[s].tasks for s in validation_choice(results, tasks, budget)],
@@ -614,12 +611,14 @@ def score_held_out(
     affinity_out: Path | None = None,
     digest: dict | None = None,
     reps: int = BOOTSTRAP_REPS,
-    verify_signal: str = SIGNAL,
+    verify: list[tuple[str, float]] | None = None,
 ) -> dict:
     """The held-out evaluation (see ``main``'s ``--phase heldout``) of the data seeds whose
     initialisation 0 and at least one more (``inits`` = K: exactly the first K) are complete.
     ``directions``: task → metric → higher is better (``loss``: False); ``affinity_out``: where
-    the co-training runs live (default ``out``), ``digest`` their fallback."""
+    the co-training runs live (default ``out``), ``digest`` their fallback; ``verify``: the
+    verified selections scored, as (signal, fraction) (default: the Adam lookahead's at
+    ``fraction``)."""
     networks = 2 ** len(tasks) - 1
     scored, listed, notes, rows, boot = {}, {}, [], [], {}
     for seed in seeds:
@@ -635,7 +634,8 @@ def score_held_out(
         by_init = [gq.load_subsets(out, seed, tasks, aggregator, init) for init in chosen]
         affinities = load_affinities(affinity_out or out, seed, digest)
         kept = (digest or {}).get("verified", {}).get(str(seed), {})
-        verified = (affinity_out or out, shortlist, fraction, verify_signal, kept)
+        specs = verify or [(SIGNAL, fraction)]
+        verified = (affinity_out or out, shortlist, specs, fraction, kept)
         _score_seed(seed, chosen, by_init, directions, affinities, verified, notes, rows, boot)
     return {
         "protocol": protocol(inits, reps, shortlist, fraction),
@@ -657,26 +657,42 @@ def verified_path(
     return out / f"seed{seed}" / f"verified_{tag}B{budget}_K{shortlist}_f{fraction:g}.json"
 
 
-def verified_method(signal: str) -> str:
-    return "verified" if signal == SIGNAL else f"verified:{signal}"
+def verified_method(signal: str, fraction: float, default_fraction: float) -> str:
+    """``verified`` (the Adam lookahead's shortlist), else ``verified:<signal>``; `` f<x>`` when
+    its fraction is not the default."""
+    name = "verified" if signal == SIGNAL else f"verified:{signal}"
+    return name if fraction == default_fraction else f"{name} f{fraction:g}"
+
+
+def verify_specs(values: list[str], fraction: float) -> list[tuple[str, float]]:
+    """``signal[:fraction]`` values of ``--verify`` → (signal, fraction), ``fraction`` where
+    none is given."""
+    specs = []
+    for value in values:
+        signal, _, share = value.partition(":")
+        specs.append((signal, float(share) if share else fraction))
+    return specs
 
 
 def _score_seed(seed, inits, by_init, directions, affinities, verified, notes, rows, boot):
     """Append one data seed's rows (every budget, Δm kind and method) to ``rows`` and its
     held-out blocks and picks to ``boot[(Δm kind, budget)]``; ``verified``: (folder,
-    shortlist, fraction, signal, the digest's picks by file name) of the verified selection."""
+    shortlist, [(signal, fraction)], the default fraction, the digest's picks by file name) of
+    the verified selections."""
     results = by_init[0]
     tasks = list(directions)
     exhaustive = (sum(r.seconds for r in results), sum(r.steps for r in results))
     table, _ = pair_table(results, tasks)
     for budget in BUDGETS:
-        folder, shortlist, fraction, signal, kept = verified
-        path = verified_path(folder, seed, budget, shortlist, fraction, signal)
-        stored = kept.get(path.name)
-        stored = None if stored is None else Grouping.from_dict(stored, f"digest {path.name}")
-        picks = _picks(
-            affinities, seed, results, budget, table, exhaustive, (path, signal, stored), notes
-        )
+        folder, shortlist, specs, default_fraction, kept = verified
+        found = []
+        for signal, fraction in specs:
+            path = verified_path(folder, seed, budget, shortlist, fraction, signal)
+            stored = kept.get(path.name)
+            stored = None if stored is None else Grouping.from_dict(stored, f"digest {path.name}")
+            method = verified_method(signal, fraction, default_fraction)
+            found.append((method, path, signal, stored))
+        picks = _picks(affinities, seed, results, budget, table, exhaustive, found, notes)
         for delta, only in gq.DELTAS.items():
             groupings, dm = mean_ground_truth(by_init, tasks, directions, budget, only)
             found, chosen = _seed_rows(
@@ -932,7 +948,7 @@ def held_out_phase(args: argparse.Namespace) -> dict:
             affinity_out=args.affinity_out or args.out,
             digest=digest,
             reps=args.reps,
-            verify_signal=args.verify_signal,
+            verify=verify_specs(args.verify, args.fraction),
         )
     summary["recipe"] = args.recipe
     summary["seconds"] = round(time.perf_counter() - started, 1)
@@ -968,10 +984,12 @@ def main(argv: list[str] | None = None) -> int:
         "--shortlist", type=int, default=8, help="groupings the verified selection shortlists"
     )
     parser.add_argument(
-        "--verify-signal",
-        default=SIGNAL,
-        help="the co-training run whose affinity the verified selection shortlists from "
-        f"(affinity_<signal>.json; default {SIGNAL})",
+        "--verify",
+        nargs="+",
+        default=[SIGNAL],
+        metavar="SIGNAL[:FRACTION]",
+        help="verified selections: the co-training run whose affinity each shortlists from "
+        f"(affinity_<signal>.json), and its share of the schedule (default {SIGNAL}, --fraction)",
     )
     parser.add_argument(
         "--fraction",
@@ -1025,10 +1043,10 @@ def main(argv: list[str] | None = None) -> int:
         gq.run_jobs(jobs, args.workers)
     if args.phase in ("all", "verify"):
         jobs = [
-            (_verify_seed, args.recipe, seed, affinity_out, args.shortlist, args.fraction,
-             args.verify_signal)
+            (_verify_seed, args.recipe, seed, affinity_out, args.shortlist, fraction, signal)
             for seed in args.seeds
-        ]  # fmt: skip
+            for signal, fraction in verify_specs(args.verify, args.fraction)
+        ]
         started = time.perf_counter()
         print(f"verified selections: {len(jobs)} on {args.workers} workers", flush=True)
         gq.run_jobs(jobs, args.workers)

@@ -204,7 +204,7 @@ def test_a_verified_pick_of_another_signal_scores_the_same_from_its_file_and_the
     def rows(summary):
         return [r for r in summary["rows"] if r["method"] == "verified:cosine"]
 
-    options = {"inits": 3, "reps": 20, "verify_signal": "cosine"}
+    options = {"inits": 3, "reps": 20, "verify": [("cosine", 0.25)]}
     from_file = sq.score_held_out(runs, [0], TASKS, AGGREGATOR, DIRECTIONS, **options)
     assert rows(from_file) and all(r["budget"] == 2 for r in rows(from_file))
     digest = {"verified": sq.verified_digest(runs, [0], None)}
@@ -217,3 +217,13 @@ def test_a_verified_pick_of_another_signal_scores_the_same_from_its_file_and_the
     no_pick = sq.score_held_out(runs, [0], TASKS, AGGREGATOR, DIRECTIONS, **options)
     assert not rows(no_pick)
     assert any(other.name in n for n in no_pick["notes"])
+
+
+def test_verify_specs_and_their_method_names():
+    specs = sq.verify_specs(["optimizer", "cosine", "cosine_short0:0.1"], 0.25)
+    assert specs == [("optimizer", 0.25), ("cosine", 0.25), ("cosine_short0", 0.1)]
+    names = [sq.verified_method(signal, fraction, 0.25) for signal, fraction in specs]
+    assert names == ["verified", "verified:cosine", "verified:cosine_short0 f0.1"]
+    assert sq.verified_path(Path("r"), 1, 3, 8, 0.1, "cosine_short0").name == (
+        "verified_cosine_short0_B3_K8_f0.1.json"
+    )
