@@ -104,8 +104,9 @@ def test_the_linear_head_gramian_equals_the_gramian_of_the_representation_gradie
     rows, expected_base = representation_gradients(model, x, y, losses)  # same dropout masks
     torch.testing.assert_close(gram, rows @ rows.T, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(base, expected_base, rtol=0, atol=0)
-    measured, kept = representation_signal(model, x, y, losses, lr=LR)
-    assert kept is None  # no [n, B·D] matrix on this path
+    workspace: dict = {}
+    measured = representation_signal(model, x, y, losses, lr=LR, workspace=workspace)
+    assert not workspace  # no [n, B·D] matrix on this path
     torch.testing.assert_close(measured.affinity, LR * (rows @ rows.T) / base[None, :])
 
 
@@ -120,9 +121,9 @@ def test_the_measurer_reuses_its_representation_buffer_without_changing_a_value(
         {k: v.double() if v.is_floating_point() else v for k, v in second_batch[1].items()},
     )
     first = measurer(model, *first_batch, LOSSES, lr=LR)
-    buffer = measurer.rows.data_ptr()
+    buffer = measurer.workspace["representation"].data_ptr()
     second = measurer(model, *second_batch, LOSSES, lr=LR)
-    assert measurer.rows.data_ptr() == buffer  # the second batch wrote into the first's R
+    assert measurer.workspace["representation"].data_ptr() == buffer  # written into the first R
     for batch, measured in ((first_batch, first), (second_batch, second)):
         fresh = SignalMeasurer(kind, len(LOSSES))(model, *batch, LOSSES, lr=LR)
         assert torch.equal(measured.affinity, fresh.affinity)

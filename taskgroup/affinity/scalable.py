@@ -45,6 +45,7 @@ from torch import nn
 from torch.func import functional_call, jvp, vmap
 
 from taskgroup.affinity.lookahead import (
+    AUTO_GRADIENT_BYTES,
     LOOKAHEADS,
     LookaheadMeasurement,
     LossFns,
@@ -521,25 +522,26 @@ def representation_signal(
     cosine: bool = False,
     lr: float | None = None,
     optimizer: torch.optim.Optimizer | None = None,
-    out: torch.Tensor | None = None,
-) -> tuple[LookaheadMeasurement, torch.Tensor | None]:
+    workspace: dict | None = None,
+) -> LookaheadMeasurement:
     """``"representation"`` (``cosine=False``: ``lr K[i, j] / L_j``) or
     ``"representation_cosine"`` on one batch, ``K`` the Gramian of
     :func:`representation_gradients` (formed in the gradients' dtype, returned in float64):
-    by :func:`linear_head_gramian` when every head is linear, else from ``R`` itself, which is
-    returned too (``out`` as in :func:`representation_gradients`: pass the ``R`` of the
-    previous batch to reuse it; ``None`` on the linear path)."""
+    by :func:`linear_head_gramian` when every head is linear, else from ``R`` itself.
+    ``workspace``: a dict kept between calls, as in :func:`~taskgroup.lookahead_affinity`; ``R``
+    (up to ``AUTO_GRADIENT_BYTES``) is kept there and reused."""
     step = _step(lr, optimizer, cosine=cosine)
     _require_multitask(model)
     fast = linear_head_gramian(model, inputs, targets, losses)
     if fast is not None:
         gram, base = fast
-        return LookaheadMeasurement(
-            gramian_signal(gram, base, step, cosine=cosine), base, step
-        ), out
-    rows, base = representation_gradients(model, inputs, targets, losses, out=out)
+        return LookaheadMeasurement(gramian_signal(gram, base, step, cosine=cosine), base, step)
+    kept = None if workspace is None else workspace.pop("representation", None)
+    rows, base = representation_gradients(model, inputs, targets, losses, out=kept)
+    if workspace is not None and rows.numel() * rows.element_size() <= AUTO_GRADIENT_BYTES:
+        workspace["representation"] = rows
     signal = gramian_signal(rows @ rows.T, base, step, cosine=cosine)
-    return LookaheadMeasurement(signal, base, step), rows
+    return LookaheadMeasurement(signal, base, step)
 
 
 class SignalMeasurer:
@@ -580,8 +582,7 @@ class SignalMeasurer:
             )
         m = sources if sources is not None else -(-tasks // SOURCES_FRACTION)
         self.sampler = SourceSampler(tasks, m, seed) if lookahead == "sampled" else None
-        self.rows: torch.Tensor | None = None  # the representation gradients' buffer
-        self.workspace: dict = {}  # the exact lookaheads' gradient buffer (measure_lookahead)
+        self.workspace: dict = {}  # buffers kept between measurements (see lookahead_affinity)
 
     def __call__(
         self,
@@ -603,11 +604,10 @@ class SignalMeasurer:
             )  # fmt: skip
         if kind.startswith("representation"):
             cosine = kind == "representation_cosine"
-            measured, self.rows = representation_signal(
+            return representation_signal(
                 model, inputs, targets, losses, cosine=cosine, lr=lr, optimizer=optimizer,
-                out=self.rows,
+                workspace=self.workspace,
             )  # fmt: skip
-            return measured
         if kind == "sampled":
             rows, weights = self.sampler.draw()
             return sampled_lookahead(
