@@ -376,12 +376,7 @@ def _gradient_rows(
     if out is None and (batched_grads or len(chosen) == len(task_losses)):
         grads = task_gradients(chosen, params, batched=batched_grads, chunk_size=chunk_size)
     else:
-        dtype = functools.reduce(torch.promote_types, (p.dtype for p in params))
-        numel = sum(p.numel() for p in params)
-        if out is not None:
-            grads = out[: len(chosen)]
-        else:
-            grads = torch.empty(len(chosen), numel, dtype=dtype, device=params[0].device)
+        grads = _gradient_buffer(len(chosen), params) if out is None else out[: len(chosen)]
         for r, loss in enumerate(chosen):
             pieces = torch.autograd.grad(
                 loss, params, retain_graph=True, allow_unused=True, materialize_grads=True
@@ -458,6 +453,14 @@ def _moved_shared(
     return stepped_parameters(optimizer, shared_params, grads, overwrite=True)
 
 
+def _gradient_buffer(rows: int, params: Sequence[torch.Tensor]) -> torch.Tensor:
+    """An uninitialised ``[rows, P]`` buffer for the gradients of ``params`` (their promoted
+    dtype, on their device)."""
+    dtype = functools.reduce(torch.promote_types, (p.dtype for p in params))
+    numel = sum(p.numel() for p in params)
+    return torch.empty(rows, numel, dtype=dtype, device=params[0].device)
+
+
 def _workspace_rows(
     workspace: dict | None, rows: int, params: Sequence[torch.Tensor]
 ) -> torch.Tensor | None:
@@ -473,12 +476,9 @@ def _workspace_rows(
         workspace.pop("gradients", None)
         return None
     kept = workspace.get("gradients")
-    if (
-        kept is None
-        or kept.shape != shape
-        or (kept.dtype, kept.device) != (dtype, params[0].device)
-    ):
-        kept = workspace["gradients"] = torch.empty(shape, dtype=dtype, device=params[0].device)
+    fits = kept is not None and kept.shape == shape
+    if not fits or (kept.dtype, kept.device) != (dtype, params[0].device):
+        kept = workspace["gradients"] = _gradient_buffer(rows, params)
     return kept
 
 
