@@ -137,11 +137,11 @@ def stepped_parameters(
         )
     result = grads if overwrite else grads.clone()
     update = _sgd if isinstance(optimizer, torch.optim.SGD) else _adam
-    decoupled = isinstance(optimizer, torch.optim.AdamW)
+    adamw = isinstance(optimizer, torch.optim.AdamW)
     for group, keys, step, run, start, stop in _runs(optimizer, params):
         theta = flatten([p.detach() for p in run])
         state = _state(optimizer, run, tuple(k for k in keys if k in ELEMENTWISE_STATE))
-        decoupled = group.get("decoupled_weight_decay", decoupled)
+        decoupled = group.get("decoupled_weight_decay", adamw)
         for first in range(start, stop, BLOCK_COLUMNS):
             last = min(first + BLOCK_COLUMNS, stop)
             g = result[:, first:last]
