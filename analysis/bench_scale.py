@@ -57,23 +57,15 @@ from scipy.stats import spearmanr
 from sklearn.metrics import adjusted_rand_score
 
 import taskgroup as tg
-from taskgroup.affinity.scalable import SignalMeasurer
+from taskgroup.affinity import scalable
+from taskgroup.affinity.scalable import SKETCH_DIM, SignalMeasurer
 from taskgroup.data import celeba
 from taskgroup.data.heads import make_task
 from taskgroup.tasks import TaskSet
 
-SKETCH_DIM = 64
-SIGNALS = (
-    "optimizer",
-    "first_order",
-    "cosine",
-    "representation",
-    "representation_cosine",
-    "sketch",
-    "sketch_cosine",
-    "linearised",
-    "sampled",
-)
+# every signal of the library but the SGD lookahead (the run trains with Adam); the sketches
+# use the library's default dimension, SKETCH_DIM
+SIGNALS = tuple(s for s in scalable.SIGNALS if s != "sgd")
 # (layout, tasks, width, steps, every): the exact every-step reference bounds the steps; every
 # signal is measured every 10 steps, the interval of TAG and of the overhead figures
 GRID = [
@@ -240,15 +232,8 @@ def score_gaps(signals: dict[str, dict], own: float) -> float:
 
 
 def trackers_for(model, losses, optimizer, every: int) -> dict[str, tg.AffinityTracker]:
-    options = {
-        "sketch": {"sketch_dim": SKETCH_DIM},
-        "sketch_cosine": {"sketch_dim": SKETCH_DIM},
-        "linearised": {"sketch_dim": SKETCH_DIM},
-    }
     return {
-        s: tg.AffinityTracker(
-            model, losses, optimizer=optimizer, lookahead=s, every=every, **options.get(s, {})
-        )
+        s: tg.AffinityTracker(model, losses, optimizer=optimizer, lookahead=s, every=every)
         for s in SIGNALS
         if s != "optimizer"
     }
@@ -315,8 +300,7 @@ def point_memory(model, optimizer, losses, inputs, targets) -> dict:
     )
     del model_copy, opt_copy
     for name in SIGNALS:
-        options = {"sketch_dim": SKETCH_DIM} if "sketch" in name or name == "linearised" else {}
-        measure = SignalMeasurer(name, len(losses), **options)
+        measure = SignalMeasurer(name, len(losses))
         memory[name] = peak_mib(
             lambda m=measure: m(model, inputs, targets, losses, optimizer=optimizer)
         )

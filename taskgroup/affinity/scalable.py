@@ -502,13 +502,12 @@ def linear_head_gramian(
         values, base = _losses(outputs, targets, losses)
         grads = torch.autograd.grad(torch.stack(values).sum(), z)
     U = torch.cat([g.reshape(-1, g.shape[-1]) for g in grads], dim=1)  # [B·…, Σk]
-    check_finite(U, [n for n, w in zip(names, weights, strict=True) for _ in range(len(w))],
-                 "the gradient with respect to the representation")  # fmt: skip
+    sizes = [len(w) for w in weights]  # k_i: the columns of U and rows of W of task i
+    columns = [name for name, k in zip(names, sizes, strict=True) for _ in range(k)]
+    check_finite(U, columns, "the gradient with respect to the representation")
     W = torch.cat([w.detach() for w in weights])  # [Σk, D]
     blocks = (W @ W.T) * (U.T @ U)
-    owner = torch.repeat_interleave(
-        torch.arange(len(names)), torch.tensor([len(w) for w in weights])
-    )
+    owner = torch.repeat_interleave(torch.arange(len(names)), torch.tensor(sizes))
     member = torch.nn.functional.one_hot(owner, len(names)).to(blocks.dtype).to(blocks.device)
     return member.T @ blocks @ member, base
 
