@@ -74,6 +74,7 @@ import argparse
 import dataclasses
 import itertools
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -666,11 +667,17 @@ def verified_method(signal: str, fraction: float, default_fraction: float) -> st
 
 def verify_specs(values: list[str], fraction: float) -> list[tuple[str, float]]:
     """``signal[:fraction]`` values of ``--verify`` → (signal, fraction), ``fraction`` where
-    none is given."""
+    none is given; ``ValueError`` naming a value whose fraction is not in (0, 1]."""
     specs = []
     for value in values:
         signal, _, share = value.partition(":")
-        specs.append((signal, float(share) if share else fraction))
+        try:
+            share_value = float(share) if share else fraction
+        except ValueError:
+            share_value = math.nan
+        if not signal or not 0 < share_value <= 1:
+            raise ValueError(f"--verify {value!r}: expected SIGNAL or SIGNAL:FRACTION in (0, 1]")
+        specs.append((signal, share_value))
     return specs
 
 
@@ -1025,6 +1032,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--reps", type=int, default=BOOTSTRAP_REPS, help="bootstrap replicates")
     args = parser.parse_args(argv)
+    try:
+        verify_specs(args.verify, args.fraction)
+    except ValueError as e:
+        parser.error(str(e))  # before any phase trains or writes
     out = args.out
     affinity_out = args.affinity_out or out
     if args.phase in ("all", "train"):

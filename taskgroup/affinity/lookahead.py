@@ -531,6 +531,10 @@ def measure_lookahead(
     lookahead = resolve_lookahead(lookahead, optimizer)
     lr = _step_size(lookahead, optimizer, lr)
     names = _task_names(losses, targets)
+    if workspace is not None and not isinstance(workspace, dict):
+        raise ValueError(
+            f"workspace must be a dict kept between calls (or None), got {type(workspace).__name__}"
+        )
     shared_by_name = shared_parameters(model, shared)
     shared_names, shared_params = list(shared_by_name), list(shared_by_name.values())
     # cloned buffers absorb batch-norm running-stat updates; the model's own stay untouched

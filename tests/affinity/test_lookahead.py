@@ -357,3 +357,9 @@ def test_a_workspace_keeps_no_buffer_above_the_automatic_gradient_bytes(batch, m
     z = lookahead_affinity(model, x, t, LOSSES, lr=0.1, memory_budget=10**9, workspace=workspace)
     assert "gradients" not in workspace
     assert torch.equal(z, lookahead_affinity(model, x, t, LOSSES, lr=0.1))
+
+
+def test_a_workspace_that_is_not_a_dict_is_refused(batch):
+    x, t = batch
+    with pytest.raises(ValueError, match="workspace must be a dict"):
+        lookahead_affinity(make_model(), x, t, LOSSES, lr=0.1, workspace=[])

@@ -227,3 +227,7 @@ def test_verify_specs_and_their_method_names():
     assert sq.verified_path(Path("r"), 1, 3, 8, 0.1, "cosine_short0").name == (
         "verified_cosine_short0_B3_K8_f0.1.json"
     )
+
+    for bad in ("cosine:0", "cosine:abc", ":0.1", "cosine:1.5"):
+        with pytest.raises(ValueError, match="--verify"):
+            sq.verify_specs([bad], 0.25)
