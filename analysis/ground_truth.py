@@ -5,11 +5,13 @@ seed and initialisation, each in its own resumable folder
 (``OUT/seed<S>/subsets/<group_key>/result.json`` for initialisation 0, ``OUT/seed<S>/init<k>/``
 for initialisation k, beside checkpoints and weights, tens
 of megabytes). Those folders do not outlive a session, so this script keeps what the scoring
-reads — each network's configuration, validation and test metrics, steps and seconds (not its
-per-evaluation history or weights) — as one small JSON file per complete (seed, initialisation)
-block under ``analysis/results/ground_truth/<recipe>/``, and writes the ``result.json`` files
-back from them, so that a later ``--phase train`` skips every restored network (the trainer
-returns a finished network from its ``result.json`` when the configuration matches).
+reads — each network's configuration, validation and test metrics, steps and seconds, and
+the per-evaluation history of initialisation 0's single-task and pair networks only (what HOA on
+a cut schedule reads: ``selection_quality``'s ``hoa f<x>``), no weights — as one small JSON file
+per complete (seed, initialisation) block under ``analysis/results/ground_truth/<recipe>/``, and
+writes the ``result.json`` files back from them, so that a later ``--phase train`` skips every
+restored network (the trainer returns a finished network from its ``result.json`` when the
+configuration matches).
 
     python analysis/ground_truth.py digest --out /work/gt/runs --recipe multidigits
     python analysis/ground_truth.py restore --out runs/grouping_quality --recipe multidigits
@@ -28,6 +30,7 @@ from taskgroup.storage import read_json, write_json
 
 DIGESTS = Path(__file__).resolve().parent / "results" / "ground_truth"
 FORMAT = "taskgroup.ground_truth"
+HISTORY_TASKS = 2  # the histories kept: initialisation 0's networks of at most this many tasks
 
 
 def _blocks(out: Path) -> list[tuple[int, int]]:
@@ -51,7 +54,9 @@ def digest(out: Path, recipe: str, networks: int) -> list[Path]:
         records = {}
         for path in folders:
             stored = read_json(path)
-            result = {k: v for k, v in stored["result"].items() if k != "history"}
+            result = stored["result"]
+            if init != 0 or len(result["tasks"]) > HISTORY_TASKS:
+                result = {k: v for k, v in result.items() if k != "history"}
             records[path.parent.name] = {"config": stored["config"], "result": result}
         target = DIGESTS / recipe / f"seed{seed}_init{init}.json"
         record = {"format": FORMAT, "recipe": recipe, "seed": seed, "init": init}
@@ -72,7 +77,7 @@ def restore(out: Path, recipe: str) -> int:
         for key, stored in block["networks"].items():
             target = folder / key / RESULT
             if not target.exists():
-                result = stored["result"] | {"history": []}
+                result = {"history": []} | stored["result"]
                 write_json(target, {"config": stored["config"], "result": result})
                 count += 1
     return count

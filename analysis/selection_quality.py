@@ -10,6 +10,9 @@ for each seed and budget B in 2, 3:
 - **hoa**: Standley's higher-order approximation (``select_groups(table, B, method="hoa")``) from
   the single-task and pair trainings among the exhaustive ones (validation losses); cost = those
   n + n(n−1)/2 trainings (the network ratio (n + n(n−1)/2) / (2^n − 1) is printed beside it).
+- **hoa f<x>** (``--phase heldout``): the same from those trainings cut to a fraction x of the
+  schedule's steps (``HOA_FRACTIONS``: each network's validation losses at its best evaluation
+  up to then, read from its history, ``cut_short``); cost = the seconds of the steps used.
 - **verified**: ``verified_selection`` on the affinity of each ``--verify SIGNAL[:FRACTION]`` run
   (default the Adam lookahead; ``verified:<signal>`` for another, e.g. ``cosine``): ``--shortlist``
   groupings, a ``--fraction`` of the schedule, successive halving, short single-task
@@ -99,6 +102,7 @@ from taskgroup.training.verified import verified_selection
 BUDGETS = gq.BUDGETS
 METHODS = ("tag", "hoa", "verified", "exhaustive")
 SIGNAL = "optimizer"  # the recipe's lookahead: the one-run TAG pick and the verified shortlist
+HOA_FRACTIONS = (1 / 6, 1 / 3)  # HOA also from its trainings cut to these parts of the schedule
 
 
 def pair_table(results: list[GroupResult], tasks: list[str]) -> tuple[PairTable, float]:
@@ -113,6 +117,40 @@ def pair_table(results: list[GroupResult], tasks: list[str]) -> tuple[PairTable,
     cost = {"networks": len(used), "steps": sum(r.steps for r in used)}
     seconds = sum(r.seconds for r in used)
     return PairTable(tasks, single, pair, cost=cost | {"seconds": seconds}), seconds
+
+
+def cut_short(result: GroupResult, steps: int) -> GroupResult:
+    """``result`` as if its training had stopped after ``steps`` steps: validation losses of its
+    best evaluation up to then (lowest criterion, the trainer's choice), steps and seconds in
+    proportion (the trainer's metrics are not in a history; the test split is left as it is,
+    and a selection reads none of it). ``ValueError`` without a history."""
+    evaluations = [h for h in result.history if h["step"] <= steps]
+    if not evaluations:
+        raise ValueError(f"{'+'.join(result.tasks)}: no history to cut at step {steps}")
+    best = min(evaluations, key=lambda h: h["criterion"])
+    val = {t: result.val[t] | {LOSS: best["val_loss"][t]} for t in result.tasks}
+    used = min(steps, result.steps)
+    seconds = result.seconds * used / result.steps if result.steps else 0.0
+    return dataclasses.replace(result, val=val, best_step=best["step"], steps=used, seconds=seconds)
+
+
+def pair_tables(
+    results: list[GroupResult], tasks: list[str], schedule: int | None, notes: list[str]
+) -> dict[str, PairTable]:
+    """HOA's tables: ``hoa`` from the whole trainings and, with the ``schedule``'s steps known,
+    ``hoa f<x>`` from them cut to each of ``HOA_FRACTIONS`` (skipped with a note where a network
+    has no history)."""
+    tables = {"hoa": pair_table(results, tasks)[0]}
+    for fraction in HOA_FRACTIONS if schedule else ():
+        pairs = [r for r in results if len(r.tasks) <= 2]
+        name = f"hoa f{fraction:.2g}"
+        try:
+            cut = [cut_short(r, int(fraction * schedule)) for r in pairs]
+        except ValueError as e:
+            notes.append(f"{name}: {e}")
+            continue
+        tables[name] = pair_table(cut, tasks)[0]
+    return tables
 
 
 def validation_choice(results: list[GroupResult], tasks: list[str], budget: int) -> tuple:
@@ -541,17 +579,15 @@ def affinity_digest(recipe: str, affinities: dict[int, dict[str, AffinityMatrix]
     return {"format": "taskgroup.selection_affinities", "recipe": recipe, "seeds": seeds}
 
 
-def _picks(affinities, seed, results, budget, table, exhaustive, verified, notes):
+def _picks(affinities, seed, results, budget, tables, exhaustive, verified, notes):
     """Each method's grouping (subset tuples) and cost (seconds, steps), from what
     initialisation 0 and the co-training runs show: method → (groups, seconds, steps).
-    ``verified``: per verified selection (its method name, the path of its pick, its signal,
-    the digest's pick or ``None``)."""
+    ``tables``: HOA's (``pair_tables``); ``verified``: per verified selection (its method name,
+    the path of its pick, its signal, the digest's pick or ``None``)."""
     picks = signal_picks(affinities, budget, notes, f"seed {seed}")
-    picks["hoa"] = (
-        select_groups(table, budget, method="hoa").groups,
-        table.cost["seconds"],
-        table.cost["steps"],
-    )
+    for name, table in tables.items():
+        groups = select_groups(table, budget, method="hoa").groups
+        picks[name] = (groups, table.cost["seconds"], table.cost["steps"])
     for method, verified_file, signal, kept in verified:
         pick = Grouping.load(verified_file) if verified_file.exists() else kept
         if pick is None or signal not in affinities:
@@ -613,13 +649,14 @@ def score_held_out(
     digest: dict | None = None,
     reps: int = BOOTSTRAP_REPS,
     verify: list[tuple[str, float]] | None = None,
+    schedule: int | None = None,
 ) -> dict:
     """The held-out evaluation (see ``main``'s ``--phase heldout``) of the data seeds whose
     initialisation 0 and at least one more (``inits`` = K: exactly the first K) are complete.
     ``directions``: task → metric → higher is better (``loss``: False); ``affinity_out``: where
     the co-training runs live (default ``out``), ``digest`` their fallback; ``verify``: the
     verified selections scored, as (signal, fraction) (default: the Adam lookahead's at
-    ``fraction``)."""
+    ``fraction``); ``schedule``: the trainings' steps, to score HOA on them cut short too."""
     networks = 2 ** len(tasks) - 1
     scored, listed, notes, rows, boot = {}, {}, [], [], {}
     for seed in seeds:
@@ -637,7 +674,9 @@ def score_held_out(
         kept = (digest or {}).get("verified", {}).get(str(seed), {})
         specs = verify or [(SIGNAL, fraction)]
         verified = (affinity_out or out, shortlist, specs, fraction, kept)
-        _score_seed(seed, chosen, by_init, directions, affinities, verified, notes, rows, boot)
+        _score_seed(
+            seed, chosen, by_init, directions, affinities, verified, notes, rows, boot, schedule
+        )
     return {
         "protocol": protocol(inits, reps, shortlist, fraction),
         "seeds": list(scored),
@@ -681,15 +720,17 @@ def verify_specs(values: list[str], fraction: float) -> list[tuple[str, float]]:
     return specs
 
 
-def _score_seed(seed, inits, by_init, directions, affinities, verified, notes, rows, boot):
+def _score_seed(
+    seed, inits, by_init, directions, affinities, verified, notes, rows, boot, schedule=None
+):
     """Append one data seed's rows (every budget, Δm kind and method) to ``rows`` and its
     held-out blocks and picks to ``boot[(Δm kind, budget)]``; ``verified``: (folder,
     shortlist, [(signal, fraction)], the default fraction, the digest's picks by file name) of
-    the verified selections."""
+    the verified selections; ``schedule``: the trainings' steps (HOA's cut tables)."""
     results = by_init[0]
     tasks = list(directions)
     exhaustive = (sum(r.seconds for r in results), sum(r.steps for r in results))
-    table, _ = pair_table(results, tasks)
+    tables = pair_tables(results, tasks, schedule, notes)
     for budget in BUDGETS:
         folder, shortlist, specs, default_fraction, kept = verified
         found = []
@@ -699,7 +740,7 @@ def _score_seed(seed, inits, by_init, directions, affinities, verified, notes, r
             stored = None if stored is None else Grouping.from_dict(stored, f"digest {path.name}")
             method = verified_method(signal, fraction, default_fraction)
             found.append((method, path, signal, stored))
-        picks = _picks(affinities, seed, results, budget, table, exhaustive, found, notes)
+        picks = _picks(affinities, seed, results, budget, tables, exhaustive, found, notes)
         for delta, only in gq.DELTAS.items():
             groupings, dm = mean_ground_truth(by_init, tasks, directions, budget, only)
             found, chosen = _seed_rows(
@@ -930,7 +971,7 @@ def held_out_phase(args: argparse.Namespace) -> dict:
     spec, bench = gq.recipe_benchmark(args.recipe, args.seeds[0])
     tasks = bench.tasks.names
     directions = {t: {LOSS: False, **bench.tasks[t].higher_is_better} for t in tasks}
-    aggregator = gq.train_settings(spec, bench, args.seeds[0]).aggregator
+    settings = gq.train_settings(spec, bench, args.seeds[0])
     digest_path = RESULTS / f"selection_affinity_{args.recipe}.json"
     digest = json.loads(digest_path.read_text()) if digest_path.exists() else None
     results = args.results or args.affinity_out or args.out
@@ -947,7 +988,7 @@ def held_out_phase(args: argparse.Namespace) -> dict:
             out,
             args.seeds,
             tasks,
-            aggregator,
+            settings.aggregator,
             directions,
             args.shortlist,
             args.fraction,
@@ -956,6 +997,7 @@ def held_out_phase(args: argparse.Namespace) -> dict:
             digest=digest,
             reps=args.reps,
             verify=verify_specs(args.verify, args.fraction),
+            schedule=settings.steps,
         )
     summary["recipe"] = args.recipe
     summary["seconds"] = round(time.perf_counter() - started, 1)

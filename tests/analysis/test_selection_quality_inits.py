@@ -1,10 +1,13 @@
 """``analysis/selection_quality.py`` beyond three initialisations: the two-stage bootstrap
 interval against a hand computation and an independently written resampling loop, the
 K-initialisation protocol against a brute force and against the three-initialisation numbers,
-the affinity ensembles, and the co-training run on scale-normalised losses."""
+the affinity ensembles, the co-training run on scale-normalised losses, and HOA on trainings cut
+short."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -15,10 +18,12 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "analysis"))
 
+import grouping_quality as gq
 import selection_quality as sq
 
 import taskgroup as tg
 from taskgroup.affinity.matrix import AffinityMatrix
+from taskgroup.training.trainer import GroupResult, group_key
 from tests.analysis.test_selection_quality import (
     AGGREGATOR,
     DIRECTIONS,
@@ -231,3 +236,82 @@ def test_verify_specs_and_their_method_names():
     for bad in ("cosine:0", "cosine:abc", ":0.1", "cosine:1.5"):
         with pytest.raises(ValueError, match="--verify"):
             sq.verify_specs([bad], 0.25)
+
+
+def _history_result(result: GroupResult, mid: dict[str, float]) -> GroupResult:
+    """``result`` with three evaluations: initialisation, step 100 (losses ``mid``), its end."""
+    history = [
+        {"step": 0, "criterion": 1.0, "val_loss": dict.fromkeys(result.tasks, 2.0)},
+        {"step": 100, "criterion": 0.5, "val_loss": mid},
+        {
+            "step": result.steps,
+            "criterion": 0.1,
+            "val_loss": {t: v["loss"] for t, v in result.val.items()},
+        },
+    ]
+    return dataclasses.replace(result, history=history)
+
+
+def test_cut_short_by_hand():
+    full = GroupResult(
+        ("a", "b"),
+        "mean",
+        300,
+        300,
+        0.1,
+        {"a": {"loss": 0.5, "accuracy": 0.9}, "b": {"loss": 0.7}},
+        {},
+        1,
+        30.0,
+    )
+    result = _history_result(full, {"a": 0.8, "b": 0.9})
+    cut = sq.cut_short(result, 150)
+    assert cut.val == {"a": {"loss": 0.8, "accuracy": 0.9}, "b": {"loss": 0.9}}
+    assert (cut.best_step, cut.steps, cut.seconds) == (100, 150, 15.0)
+    assert sq.cut_short(result, 50).val["a"]["loss"] == 2.0  # only the initialisation so far
+    assert sq.cut_short(result, 1000).val["b"]["loss"] == 0.7  # stopped before: all of it
+    assert sq.cut_short(result, 1000).seconds == 30.0
+    with pytest.raises(ValueError, match="a\\+b: no history"):
+        sq.cut_short(full, 150)
+
+
+def test_hoa_on_trainings_cut_short(tmp_path):
+    # at step 100 of initialisation 0 the pair {a, c} helps both tasks (0.6 against single 1.0)
+    # and {a, b} does not yet (1.05); at its end {a, b} helps (0.5): HOA on the whole trainings
+    # picks {a, b}, on the trainings cut at a sixth and a third of a 600-step schedule (both
+    # step 100) {a, c} — what initialisations 1 and 2 favour
+    write_layout(tmp_path, 0)
+    for subset in gq.subsets(TASKS):
+        if len(subset) > 2:
+            continue
+        path = gq.subsets_dir(tmp_path, 0, 0) / group_key(subset, AGGREGATOR) / "result.json"
+        stored = json.loads(path.read_text())
+        result = GroupResult.from_dict(stored["result"])
+        mid = dict.fromkeys(
+            subset, 0.6 if subset == ("a", "c") else 1.05 if len(subset) == 2 else 1.0
+        )
+        stored["result"] = _history_result(result, mid).to_dict()
+        path.write_text(json.dumps(stored))
+    summary = sq.score_held_out(tmp_path, [0], TASKS, AGGREGATOR, DIRECTIONS, reps=20, schedule=600)
+    for budget in (2, 3):
+        truth = brute_force(budget, (1, 2), "loss")
+        rows = {
+            r["method"]: r for r in summary["rows"] if (r["budget"], r["delta"]) == (budget, "loss")
+        }
+        assert sorted(rows["hoa"]["groups"]) == [["a", "b"], ["c"]]
+        for name, cut in (("hoa f0.17", 100), ("hoa f0.33", 200)):
+            assert sorted(rows[name]["groups"]) == [["a", "c"], ["b"]]
+            assert rows[name]["regret"] == pytest.approx(
+                truth[frozenset({("a", "c"), ("b",)})] - min(truth.values())
+            )
+            # the 6 single and pair networks, each for `cut` of its 1000 steps, of 7 whole ones
+            assert rows[name]["cost_seconds"] == pytest.approx(6 * cut / 1000 / 7)
+    # without the schedule there is no cut HOA; without histories neither, and a note says why
+    plain = sq.score_held_out(tmp_path, [0], TASKS, AGGREGATOR, DIRECTIONS, reps=20)
+    assert not any(r["method"].startswith("hoa f") for r in plain["rows"])
+    write_layout(tmp_path / "bare", 0)
+    bare = sq.score_held_out(
+        tmp_path / "bare", [0], TASKS, AGGREGATOR, DIRECTIONS, reps=20, schedule=600
+    )
+    assert not any(r["method"].startswith("hoa f") for r in bare["rows"])
+    assert any(n.startswith("hoa f0.17: a: no history to cut at step 100") for n in bare["notes"])
