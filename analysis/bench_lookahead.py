@@ -241,6 +241,17 @@ def lookahead_tables(args, label: str, kind: str, width: int) -> list[dict]:
             errors[name] = float((z - reference).abs().max())
             assert errors[name] <= TOLERANCE, (label, lookahead, name, errors[name])
             candidates[name] = ours
+        if lookahead == "optimizer":  # Adam's replayed step fused by torch.compile
+            name = "ours auto, compiled step"
+
+            def compiled(kw=kw, workspace={}):  # noqa: B006
+                return lookahead_affinity(
+                    model, inputs, targets, losses, workspace=workspace, compile_step=True, **kw
+                )
+
+            errors[name] = float((compiled() - reference).abs().max())
+            assert errors[name] <= TOLERANCE, (label, lookahead, name, errors[name])
+            candidates[name] = compiled
         samples = interleaved_samples(candidates, repeats=args.repeats, inner=args.inner)
         times = {k: statistics.median(v) for k, v in samples.items()}
         ours_times = {k: v for k, v in times.items() if k.startswith("ours")}

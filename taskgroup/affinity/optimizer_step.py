@@ -13,10 +13,17 @@ The result is written into ``grads`` itself with ``overwrite=True`` (else into a
 of :data:`BLOCK_COLUMNS` columns at a time, so that the block's temporaries stay in a core's
 cache: one ``[n, BLOCK_COLUMNS]`` temporary for Adam, none for SGD (Adam at n = 9,
 P = 99k: 2.4 ms instead of 3.5 ms for the whole-width passes on the development machine).
+
+``compiled=True`` replaces Adam's five passes by one kernel fused by ``torch.compile`` (one read
+of the gradients and the state, one write): at n = 9, P = 99k 0.49 ms instead of 1.30 ms for
+the arithmetic on the development machine. It needs a working ``torch.compile`` (a C++
+compiler on CPU), compiles once per process (a few seconds, shapes dynamic) and agrees with the
+eager arithmetic to float rounding, not bit for bit.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from itertools import groupby
@@ -117,6 +124,7 @@ def stepped_parameters(
     grads: torch.Tensor,
     *,
     overwrite: bool = False,
+    compiled: bool = False,
 ) -> torch.Tensor:
     """Parameters ``Θ: [n, P]`` after the step the optimizer would take on each gradient row.
 
@@ -126,6 +134,10 @@ def stepped_parameters(
         grads: ``[n, P]`` candidate gradients, one per row (not modified unless ``overwrite``).
         overwrite: write ``Θ`` into ``grads`` (same values, fewer ``[n, P]`` temporaries) and
             return it; for callers that do not need the gradients afterwards.
+        compiled: Adam's step as one ``torch.compile``-fused kernel (see the module notes) where
+            the state holds its moment estimates and AMSGrad is off; SGD, Adam's first step and
+            AMSGrad keep the eager arithmetic. ``RuntimeError`` naming the cause when
+            ``torch.compile`` cannot build it.
 
     Returns ``Θ`` with ``Θ[i]`` equal to the flat parameters after ``optimizer.step()`` with
     gradient ``grads[i]`` (to float rounding). The optimizer and the parameters are not modified.
@@ -142,6 +154,12 @@ def stepped_parameters(
         theta = flatten([p.detach() for p in run])
         state = _state(optimizer, run, tuple(k for k in keys if k in ELEMENTWISE_STATE))
         decoupled = group.get("decoupled_weight_decay", adamw)
+        if compiled and update is _adam and "exp_avg" in state and not group["amsgrad"]:
+            g = result[:, start:stop]
+            if group["maximize"]:
+                g.neg_()
+            _adam_fused(g, theta, state, group, step, decoupled)
+            continue
         for first in range(start, stop, BLOCK_COLUMNS):
             last = min(first + BLOCK_COLUMNS, stop)
             g = result[:, first:last]
@@ -151,3 +169,48 @@ def stepped_parameters(
             state_block = {k: v[local] for k, v in state.items()}
             update(g, theta[local], state_block, group, step, decoupled)
     return result
+
+
+def _adam_rows(
+    g: torch.Tensor,
+    exp_avg: torch.Tensor,
+    exp_avg_sq: torch.Tensor,
+    start: torch.Tensor,
+    scalars: torch.Tensor,
+) -> None:
+    """Adam's step for every row of ``g`` ``[n, P]``, written into ``g``: ``start [P]`` +
+    step · m / (sqrt(v) + eps'), with ``scalars`` = (1 − β1, β2, 1 − β2, eps', step) as in
+    :func:`_adam` (a tensor, so that a new step count compiles nothing)."""
+    m = torch.lerp(exp_avg, g, scalars[0])
+    v = exp_avg_sq * scalars[1] + g * g * scalars[2]
+    g.copy_(start + scalars[4] * m / (v.sqrt() + scalars[3]))
+
+
+@functools.cache
+def _fused_adam_kernel():
+    return torch.compile(_adam_rows, fullgraph=True, dynamic=True)
+
+
+def _adam_fused(g, theta, state, group, step, decoupled) -> None:
+    """:func:`_adam` for an Adam with moment estimates and no AMSGrad, the arithmetic in one
+    fused kernel."""
+    beta1, beta2 = (float(b) for b in group["betas"])
+    lr, weight_decay = float(group["lr"]), group["weight_decay"]
+    start = theta
+    if weight_decay and decoupled:
+        start = theta.mul(1 - lr * weight_decay)
+    elif weight_decay:
+        g.add_(theta.expand_as(g), alpha=weight_decay)
+    t = step + 1
+    root_bc2 = math.sqrt(1 - beta2**t)
+    values = [1 - beta1, beta2, 1 - beta2, group["eps"] * root_bc2]
+    values.append(-lr * root_bc2 / (1 - beta1**t))
+    scalars = torch.tensor(values, dtype=g.dtype, device=g.device)
+    try:
+        _fused_adam_kernel()(g, state["exp_avg"], state["exp_avg_sq"], start, scalars)
+    except Exception as e:  # torch.compile's failures come in many types; name the cause
+        raise RuntimeError(
+            f"the compiled Adam step (compile_step=True) failed: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}; torch.compile needs a C++ compiler "
+            f"on CPU (triton on GPU); drop compile_step to use the eager arithmetic"
+        ) from e

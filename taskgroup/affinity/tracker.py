@@ -34,7 +34,7 @@ class AffinityTracker:
             kept as :attr:`lookahead`.
         every: measure every ``every`` steps (>= 1).
         **lookahead_options: ``distributed``, ``vectorize``, ``batched_grads``, ``chunk_size``,
-            ``memory_budget``; for the scalable signals (``lookahead=`` one of
+            ``memory_budget``, ``compile_step``; for the scalable signals (``lookahead=`` one of
             :data:`~taskgroup.affinity.scalable.SCALABLE`) ``sketch_dim``, ``sketch``,
             ``sources`` and ``seed`` (see :class:`~taskgroup.affinity.scalable.SignalMeasurer`).
     """

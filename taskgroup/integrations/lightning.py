@@ -91,9 +91,9 @@ class AffinityCallback(pl.Callback):
         lookahead, lr: as in :func:`~taskgroup.lookahead_affinity`; by default the step of the
             module's optimizer (``trainer.optimizers``, which must then hold exactly one).
         split_batch: ``batch -> (inputs, targets)`` for batches that are not that pair.
-        **lookahead_options: ``vectorize``, ``batched_grads``, ``chunk_size``, ``distributed``
-            (under DDP every rank measures on its shard and the gradients and losses are
-            averaged, as in the tracker).
+        **lookahead_options: ``vectorize``, ``batched_grads``, ``chunk_size``, ``compile_step``,
+            ``distributed`` (under DDP every rank measures on its shard and the gradients and
+            losses are averaged, as in the tracker).
 
     Each ``fit`` starts a new measurement. The matrices are not saved in Lightning checkpoints.
     """

@@ -1,7 +1,10 @@
 """stepped_parameters: writing the steps into the gradients (``overwrite=True``, the lookahead's
-path) gives bit for bit the steps of the allocating path, for every supported optimizer."""
+path) gives bit for bit the steps of the allocating path, for every supported optimizer; the
+``torch.compile``-fused Adam step (``compiled=True``) gives them to float rounding."""
 
 from __future__ import annotations
+
+import shutil
 
 import pytest
 import torch
@@ -91,3 +94,69 @@ def test_wide_runs_cut_into_column_blocks_equal_real_steps(name, monkeypatch):
             twin.step()
             expected = flatten([p.detach() for p in twin_params])
             torch.testing.assert_close(result[i], expected, rtol=1e-6, atol=1e-7)
+
+
+needs_compiler = pytest.mark.skipif(
+    shutil.which("g++") is None and shutil.which("c++") is None,
+    reason="torch.compile needs a C++ compiler on CPU",
+)
+
+COMPILED_CASES = {
+    **OPTIMIZERS,
+    "adam_coupled_wd_maximize": lambda p: torch.optim.Adam(
+        p, lr=1e-2, weight_decay=0.1, maximize=True
+    ),
+}
+
+
+@needs_compiler
+@pytest.mark.parametrize("name", sorted(COMPILED_CASES))
+@pytest.mark.parametrize("fresh", [True, False])
+def test_compiled_adam_equals_the_eager_arithmetic(name, fresh):
+    """The fused kernel gives the eager steps to float rounding where it applies (Adam with
+    moment estimates, no AMSGrad) and exactly the eager ones everywhere else."""
+    model = make_model()
+    opt = (
+        COMPILED_CASES[name](model.parameters())
+        if fresh
+        else trained_optimizer(model, COMPILED_CASES[name])
+    )
+    params = shared_of(model)
+    grads = random_rows(params, n=5, seed=3)
+    eager = stepped_parameters(opt, params, grads)
+    compiled = stepped_parameters(opt, params, grads.clone(), overwrite=True, compiled=True)
+    fused = name.startswith("adam") and not fresh and "amsgrad" not in name
+    if fused:
+        torch.testing.assert_close(compiled, eager, rtol=1e-6, atol=1e-7)
+        assert not torch.equal(compiled, flatten([p.detach() for p in params]).expand_as(eager))
+    else:
+        assert torch.equal(compiled, eager)
+
+
+@needs_compiler
+def test_compiled_lookahead_equals_the_naive_loop(batch):
+    from taskgroup.affinity.lookahead import lookahead_affinity
+
+    from .test_lookahead import LOSSES, naive_affinity
+
+    model = make_model(batchnorm=True)
+    opt = trained_optimizer(model, OPTIMIZERS["adamw"])
+    x, t = batch
+    ours = lookahead_affinity(model, x, t, LOSSES, optimizer=opt, compile_step=True)
+    ref = naive_affinity(model, x, t, LOSSES, optimizer=opt)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
+    assert ours.abs().max() > 1e-3
+
+
+def test_a_failing_compile_names_the_cause(monkeypatch):
+    from taskgroup.affinity import optimizer_step
+
+    def broken(*args):
+        raise OSError("no C++ compiler found")
+
+    monkeypatch.setattr(optimizer_step, "_fused_adam_kernel", lambda: broken)
+    model = make_model()
+    opt = trained_optimizer(model, OPTIMIZERS["adam"])
+    params = shared_of(model)
+    with pytest.raises(RuntimeError, match=r"compile_step=True.*OSError: no C\+\+ compiler"):
+        stepped_parameters(opt, params, random_rows(params), compiled=True)
