@@ -70,6 +70,9 @@ DataRootOption = Annotated[
 NprocOption = Annotated[int, typer.Option(help="processes (torch.distributed, DDP)")]
 WorkersOption = Annotated[int | None, typer.Option(help=recipe_help(TrainSettings, "workers"))]
 SeedsOption = Annotated[int | None, typer.Option(help=recipe_help(TrainSettings, "seeds"))]
+LookaheadOption = Annotated[
+    str | None, typer.Option(help=recipe_help(AffinitySettings, "lookahead"))
+]
 ProgressOption = Annotated[bool, typer.Option(help="show progress bars")]
 ForceOption = Annotated[
     bool,
@@ -158,9 +161,7 @@ def affinity(
     ] = None,
     steps: Annotated[int | None, typer.Option(help=recipe_help(AffinitySettings, "steps"))] = None,
     every: Annotated[int | None, typer.Option(help=recipe_help(AffinitySettings, "every"))] = None,
-    lookahead: Annotated[
-        str | None, typer.Option(help=recipe_help(AffinitySettings, "lookahead"))
-    ] = None,
+    lookahead: LookaheadOption = None,
     out: OutOption = None,
     seed: SeedOption = None,
     data_root: DataRootOption = None,
@@ -509,9 +510,7 @@ def run(
     out: OutOption = None,
     seed: SeedOption = None,
     budget: Annotated[int | None, typer.Option(help=recipe_help(GroupSettings, "budget"))] = None,
-    lookahead: Annotated[
-        str | None, typer.Option(help=recipe_help(AffinitySettings, "lookahead"))
-    ] = None,
+    lookahead: LookaheadOption = None,
     aggregator: Annotated[
         str | None, typer.Option(help=recipe_help(TrainSettings, "aggregator"))
     ] = None,
