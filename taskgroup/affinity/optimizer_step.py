@@ -91,16 +91,31 @@ def _sgd(g, theta, state, group, step, decoupled) -> None:
         torch.add(theta, buf, alpha=-lr, out=g)
 
 
-def _adam(g, theta, state, group, step, decoupled) -> None:
-    """Adam's step for every row of ``g``, written into ``g``."""
-    beta1, beta2 = (float(b) for b in group["betas"])
+def _adam_start(g, theta, group, decoupled) -> torch.Tensor:
+    """Where Adam's step for every row of ``g`` starts: θ, decayed by decoupled weight decay,
+    expanded to ``g``'s shape; coupled weight decay is added to ``g`` instead."""
     lr, weight_decay = float(group["lr"]), group["weight_decay"]
     start = theta
     if weight_decay and decoupled:
         start = theta.mul(1 - lr * weight_decay)
     elif weight_decay:
         g.add_(theta.expand_as(g), alpha=weight_decay)
-    start = start.expand_as(g)
+    return start.expand_as(g)
+
+
+def _adam_scalars(group, step) -> tuple[float, float, float, float]:
+    """(β1, β2, eps', step size) of Adam's next step, with the bias corrections folded in:
+    m / (sqrt(v) / sqrt(bc2) + eps) == sqrt(bc2) · m / (sqrt(v) + eps · sqrt(bc2))."""
+    beta1, beta2 = (float(b) for b in group["betas"])
+    t = step + 1
+    root_bc2 = math.sqrt(1 - beta2**t)
+    return beta1, beta2, group["eps"] * root_bc2, -float(group["lr"]) * root_bc2 / (1 - beta1**t)
+
+
+def _adam(g, theta, state, group, step, decoupled) -> None:
+    """Adam's step for every row of ``g``, written into ``g``."""
+    start = _adam_start(g, theta, group, decoupled)
+    beta1, beta2, eps, step_size = _adam_scalars(group, step)
     # v overwrites g (elementwise, exact overlap) once m has read it
     if "exp_avg" in state:
         m = torch.lerp(state["exp_avg"].expand_as(g), g, 1 - beta1)
@@ -111,11 +126,8 @@ def _adam(g, theta, state, group, step, decoupled) -> None:
         v = g.mul_(g).mul_(1 - beta2)
     if group["amsgrad"] and "max_exp_avg_sq" in state:
         torch.maximum(v, state["max_exp_avg_sq"], out=v)
-    # m / (sqrt(v) / sqrt(bc2) + eps) == sqrt(bc2) · m / (sqrt(v) + eps · sqrt(bc2))
-    t = step + 1
-    root_bc2 = math.sqrt(1 - beta2**t)
-    denominator = v.sqrt_().add_(group["eps"] * root_bc2)
-    torch.addcdiv(start, m, denominator, value=-lr * root_bc2 / (1 - beta1**t), out=g)
+    denominator = v.sqrt_().add_(eps)
+    torch.addcdiv(start, m, denominator, value=step_size, out=g)
 
 
 def stepped_parameters(
@@ -194,17 +206,9 @@ def _fused_adam_kernel():
 def _adam_fused(g, theta, state, group, step, decoupled) -> None:
     """:func:`_adam` for an Adam with moment estimates and no AMSGrad, the arithmetic in one
     fused kernel."""
-    beta1, beta2 = (float(b) for b in group["betas"])
-    lr, weight_decay = float(group["lr"]), group["weight_decay"]
-    start = theta
-    if weight_decay and decoupled:
-        start = theta.mul(1 - lr * weight_decay)
-    elif weight_decay:
-        g.add_(theta.expand_as(g), alpha=weight_decay)
-    t = step + 1
-    root_bc2 = math.sqrt(1 - beta2**t)
-    values = [1 - beta1, beta2, 1 - beta2, group["eps"] * root_bc2]
-    values.append(-lr * root_bc2 / (1 - beta1**t))
+    start = _adam_start(g, theta, group, decoupled)
+    beta1, beta2, eps, step_size = _adam_scalars(group, step)
+    values = [1 - beta1, beta2, 1 - beta2, eps, step_size]
     scalars = torch.tensor(values, dtype=g.dtype, device=g.device)
     try:
         _fused_adam_kernel()(g, state["exp_avg"], state["exp_avg_sq"], start, scalars)
