@@ -112,9 +112,15 @@ COMPILED_CASES = {
 @needs_compiler
 @pytest.mark.parametrize("name", sorted(COMPILED_CASES))
 @pytest.mark.parametrize("fresh", [True, False])
-def test_compiled_adam_equals_the_eager_arithmetic(name, fresh):
+def test_compiled_adam_equals_the_eager_arithmetic(name, fresh, monkeypatch):
     """The fused kernel gives the eager steps to float rounding where it applies (Adam with
-    moment estimates, no AMSGrad) and exactly the eager ones everywhere else."""
+    moment estimates, no AMSGrad; and runs there, and only there) and exactly the eager ones
+    everywhere else."""
+    from taskgroup.affinity import optimizer_step
+
+    calls = []
+    kernel = optimizer_step._fused_adam_kernel
+    monkeypatch.setattr(optimizer_step, "_fused_adam_kernel", lambda: calls.append(1) or kernel())
     model = make_model()
     opt = (
         COMPILED_CASES[name](model.parameters())
@@ -126,6 +132,7 @@ def test_compiled_adam_equals_the_eager_arithmetic(name, fresh):
     eager = stepped_parameters(opt, params, grads)
     compiled = stepped_parameters(opt, params, grads.clone(), overwrite=True, compiled=True)
     fused = name.startswith("adam") and not fresh and "amsgrad" not in name
+    assert bool(calls) == fused
     if fused:
         torch.testing.assert_close(compiled, eager, rtol=1e-6, atol=1e-7)
         assert not torch.equal(compiled, flatten([p.detach() for p in params]).expand_as(eager))
@@ -134,7 +141,8 @@ def test_compiled_adam_equals_the_eager_arithmetic(name, fresh):
 
 
 @needs_compiler
-def test_compiled_lookahead_equals_the_naive_loop(batch):
+def test_compiled_lookahead_equals_the_naive_loop(batch, monkeypatch):
+    from taskgroup.affinity import optimizer_step
     from taskgroup.affinity.lookahead import lookahead_affinity
 
     from .test_lookahead import LOSSES, naive_affinity
@@ -142,7 +150,11 @@ def test_compiled_lookahead_equals_the_naive_loop(batch):
     model = make_model(batchnorm=True)
     opt = trained_optimizer(model, OPTIMIZERS["adamw"])
     x, t = batch
+    calls = []
+    kernel = optimizer_step._fused_adam_kernel
+    monkeypatch.setattr(optimizer_step, "_fused_adam_kernel", lambda: calls.append(1) or kernel())
     ours = lookahead_affinity(model, x, t, LOSSES, optimizer=opt, compile_step=True)
+    assert calls  # the fused kernel took the step
     ref = naive_affinity(model, x, t, LOSSES, optimizer=opt)
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
     assert ours.abs().max() > 1e-3
