@@ -45,8 +45,9 @@ initialisations; ``bootstrap_regrets``), the paired difference to the noise floo
 others) with its interval, the mean top % and the cost.
 
 Methods: TAG with every co-training run found (``affinity_<run>.json`` in ``--affinity-out``):
-the Adam lookahead ``optimizer``, ``first_order``, ``cosine``, and ``optimizer_scaled`` (Adam's
-lookahead in a run on losses divided by their value at initialisation, ``measure_scaled``), each
+the Adam lookahead ``optimizer``, ``first_order``, ``cosine``, ``optimizer_scaled`` (Adam's
+lookahead in a run on losses divided by their value at initialisation, ``measure_scaled``) and
+the later literature's ``linearised`` (Grad-TAG-like) and ``representation_cosine``, each
 as measured and ``relative()`` (``/source``); ``partition`` (disjoint groups) and
 ``singleton=0`` (a task may be trained alone) variants of the Adam lookahead and the cosine;
 ensembles of signals (``ens:``, the mean of the matrices each divided by its mean |off-diagonal|
@@ -277,6 +278,9 @@ def score(out: Path, recipe: str, seeds: list[int], shortlist: int, fraction: fl
 # scale-normalised losses, and short runs whose matrices are averaged ------------------------
 
 SCALED = "optimizer_scaled"  # Adam's lookahead in a co-training run on scale-normalised losses
+# the later literature's signals, one full co-training run each: a linearised (Grad-TAG-like)
+# estimate and the cosine of the gradients at the shared representation
+LATER_SIGNALS = ("linearised", "representation_cosine")
 SHORT_SIGNALS = ("optimizer", "cosine")  # signals measured by several short runs
 SHORT_RUNS = 3  # short runs per signal; each co-trains 1/SHORT_RUNS of the recipe's steps
 RUN_STRIDE = 100  # short run r co-trains with seed S + 100 r (model initialisation, batch order)
@@ -284,7 +288,8 @@ RUN_STRIDE = 100  # short run r co-trains with seed S + 100 r (model initialisat
 
 def extra_runs() -> list[str]:
     """The names (``affinity_<name>.json``) of the co-training runs this script adds."""
-    return [SCALED] + [f"{s}_short{r}" for s in SHORT_SIGNALS for r in range(SHORT_RUNS)]
+    shorts = [f"{s}_short{r}" for s in SHORT_SIGNALS for r in range(SHORT_RUNS)]
+    return [SCALED, *LATER_SIGNALS, *shorts]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -352,6 +357,9 @@ def _extra_one(recipe: str, seed: int, name: str, out: Path) -> None:
     if name == SCALED:
         settings = dataclasses.replace(spec.affinity, lookahead="optimizer")
         matrix = measure_scaled(bench, settings, seed)
+    elif name in LATER_SIGNALS:
+        settings = dataclasses.replace(spec.affinity, lookahead=name)
+        matrix = measure_affinity(bench, settings, seed=seed, progress=False)
     else:
         signal, run = name.rsplit("_short", 1)
         settings = dataclasses.replace(spec.affinity, lookahead=signal).resolve(bench.defaults)
@@ -366,7 +374,7 @@ def _extra_one(recipe: str, seed: int, name: str, out: Path) -> None:
 # each method selects from initialisation 0 and is scored on the mean of the others ----------
 
 SIGNALS = gq.SIGNALS
-NORMALIZED = (*SIGNALS, SCALED)  # selected from as measured and relative()
+NORMALIZED = (*SIGNALS, SCALED, *LATER_SIGNALS)  # selected from as measured and relative()
 VARIANT_SIGNALS = ("optimizer", "cosine")  # also selected with partition=True / singleton 0
 ENSEMBLES = {  # mean of the matrices, each divided by its mean |off-diagonal| entry
     "ens:optimizer+cosine": ("optimizer", "cosine"),
