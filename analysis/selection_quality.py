@@ -142,8 +142,8 @@ def pair_tables(
     ``hoa f<x>`` from them cut to each of ``HOA_FRACTIONS`` (skipped with a note where a network
     has no history)."""
     tables = {"hoa": pair_table(results, tasks)[0]}
+    pairs = [r for r in results if len(r.tasks) <= 2]
     for fraction in HOA_FRACTIONS if schedule else ():
-        pairs = [r for r in results if len(r.tasks) <= 2]
         name = f"hoa f{fraction:.2g}"
         try:
             cut = [cut_short(r, int(fraction * schedule)) for r in pairs]

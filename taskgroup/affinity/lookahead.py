@@ -647,7 +647,7 @@ def lookahead_affinity(
         compile_step: with ``lookahead="optimizer"`` and Adam/AdamW, replay Adam's step in one
             kernel fused by ``torch.compile`` instead of five tensor passes (needs a C++
             compiler on CPU; compiled once per process, a few seconds). Same result to float
-            rounding; on the width-256 MLP it takes the lookahead from 1.19 to about 1.1 of the
+            rounding; on the width-256 MLP it takes the lookahead from 1.17 to 1.08 of the
             compute floor (``docs/benchmarks.md``).
 
     Parameters, buffers, optimizer state and the caller's RNG stream are left unchanged.

@@ -190,8 +190,9 @@ def _adam_rows(
     start: torch.Tensor,
     scalars: torch.Tensor,
 ) -> None:
-    """Adam's step for every row of ``g`` ``[n, P]``, written into ``g``: ``start [P]`` +
-    step · m / (sqrt(v) + eps'), with ``scalars`` = (1 − β1, β2, 1 − β2, eps', step) as in
+    """Adam's step for every row of ``g`` ``[n, P]``, written into ``g``: ``start`` (θ, ``[P]``
+    expanded to ``[n, P]``) + step · m / (sqrt(v) + eps'), with the moments ``exp_avg``,
+    ``exp_avg_sq`` ``[P]`` and ``scalars`` = (1 − β1, β2, 1 − β2, eps', step) as in
     :func:`_adam` (a tensor, so that a new step count compiles nothing)."""
     m = torch.lerp(exp_avg, g, scalars[0])
     v = exp_avg_sq * scalars[1] + g * g * scalars[2]
@@ -200,6 +201,7 @@ def _adam_rows(
 
 @functools.cache
 def _fused_adam_kernel():
+    """:func:`_adam_rows` compiled once per process (shapes dynamic: no recompiling per run)."""
     return torch.compile(_adam_rows, fullgraph=True, dynamic=True)
 
 
