@@ -25,16 +25,17 @@ def random_rows(params, n=4, seed=0):
     return torch.randn(n, sum(p.numel() for p in params), generator=g)
 
 
+def shared_and_optimizer(make_optimizer, fresh: bool):
+    """The test model's shared parameters and an optimizer over the model, fresh or trained."""
+    model = make_model()
+    opt = make_optimizer(model.parameters()) if fresh else trained_optimizer(model, make_optimizer)
+    return shared_of(model), opt
+
+
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("fresh", [True, False])
 def test_overwrite_gives_the_same_steps(name, fresh):
-    model = make_model()
-    opt = (
-        OPTIMIZERS[name](model.parameters())
-        if fresh
-        else trained_optimizer(model, OPTIMIZERS[name])
-    )
-    params = shared_of(model)
+    params, opt = shared_and_optimizer(OPTIMIZERS[name], fresh)
     grads = random_rows(params)
     kept = grads.clone()
     expected = stepped_parameters(opt, params, grads)
@@ -101,6 +102,18 @@ needs_compiler = pytest.mark.skipif(
     reason="torch.compile needs a C++ compiler on CPU",
 )
 
+
+@pytest.fixture
+def kernel_calls(monkeypatch) -> list:
+    """One entry per use of the compiled Adam kernel (which still runs)."""
+    from taskgroup.affinity import optimizer_step
+
+    calls: list = []
+    kernel = optimizer_step._fused_adam_kernel
+    monkeypatch.setattr(optimizer_step, "_fused_adam_kernel", lambda: calls.append(1) or kernel())
+    return calls
+
+
 COMPILED_CASES = {
     **OPTIMIZERS,
     "adam_coupled_wd_maximize": lambda p: torch.optim.Adam(
@@ -112,27 +125,16 @@ COMPILED_CASES = {
 @needs_compiler
 @pytest.mark.parametrize("name", sorted(COMPILED_CASES))
 @pytest.mark.parametrize("fresh", [True, False])
-def test_compiled_adam_equals_the_eager_arithmetic(name, fresh, monkeypatch):
+def test_compiled_adam_equals_the_eager_arithmetic(name, fresh, kernel_calls):
     """The fused kernel gives the eager steps to float rounding where it applies (Adam with
     moment estimates, no AMSGrad; and runs there, and only there) and exactly the eager ones
     everywhere else."""
-    from taskgroup.affinity import optimizer_step
-
-    calls = []
-    kernel = optimizer_step._fused_adam_kernel
-    monkeypatch.setattr(optimizer_step, "_fused_adam_kernel", lambda: calls.append(1) or kernel())
-    model = make_model()
-    opt = (
-        COMPILED_CASES[name](model.parameters())
-        if fresh
-        else trained_optimizer(model, COMPILED_CASES[name])
-    )
-    params = shared_of(model)
+    params, opt = shared_and_optimizer(COMPILED_CASES[name], fresh)
     grads = random_rows(params, n=5, seed=3)
     eager = stepped_parameters(opt, params, grads)
     compiled = stepped_parameters(opt, params, grads.clone(), overwrite=True, compiled=True)
     fused = name.startswith("adam") and not fresh and "amsgrad" not in name
-    assert bool(calls) == fused
+    assert bool(kernel_calls) == fused
     if fused:
         torch.testing.assert_close(compiled, eager, rtol=1e-6, atol=1e-7)
         assert not torch.equal(compiled, flatten([p.detach() for p in params]).expand_as(eager))
@@ -141,8 +143,7 @@ def test_compiled_adam_equals_the_eager_arithmetic(name, fresh, monkeypatch):
 
 
 @needs_compiler
-def test_compiled_lookahead_equals_the_naive_loop(batch, monkeypatch):
-    from taskgroup.affinity import optimizer_step
+def test_compiled_lookahead_equals_the_naive_loop(batch, kernel_calls):
     from taskgroup.affinity.lookahead import lookahead_affinity
 
     from .test_lookahead import LOSSES, naive_affinity
@@ -150,11 +151,8 @@ def test_compiled_lookahead_equals_the_naive_loop(batch, monkeypatch):
     model = make_model(batchnorm=True)
     opt = trained_optimizer(model, OPTIMIZERS["adamw"])
     x, t = batch
-    calls = []
-    kernel = optimizer_step._fused_adam_kernel
-    monkeypatch.setattr(optimizer_step, "_fused_adam_kernel", lambda: calls.append(1) or kernel())
     ours = lookahead_affinity(model, x, t, LOSSES, optimizer=opt, compile_step=True)
-    assert calls  # the fused kernel took the step
+    assert kernel_calls  # the fused kernel took the step
     ref = naive_affinity(model, x, t, LOSSES, optimizer=opt)
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
     assert ours.abs().max() > 1e-3
