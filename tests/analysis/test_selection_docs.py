@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "analysis"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "analysis"))
 
 import selection_quality as sq
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("recipe", ["multidigits", "multimnist"])
